@@ -1,0 +1,281 @@
+//! The command line (DESIGN.md §8): serve, demo, user administration, ledger
+//! verification.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{SystemClock, rfc3339};
+use crate::config::Settings;
+use crate::ledger::{Head, Verdict, verify_file};
+use crate::passwords::{self, Cost};
+use crate::startup::{Application, shutdown_signal};
+use crate::store::{self, users};
+
+#[derive(Debug, Parser)]
+#[command(name = "peergate", version, about = "Peer review for stalled sign-ins, with a hash-chained ledger")]
+pub struct Cli {
+    /// A configuration file layered over the embedded defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve,
+    /// Run the service on a fresh demo data dir, with demo accounts printed.
+    Demo,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Work with ledger files.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account. The password comes from stdin or a file, never from argv.
+    Add(AddUser),
+    /// List accounts and their roles.
+    List,
+    /// Set an account's roles (the flags given are the new roles; absent ones are removed).
+    SetRoles(SetRoles),
+    /// Disable an account and end its sessions.
+    Disable {
+        username: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddUser {
+    pub username: String,
+    #[arg(long)]
+    pub display_name: String,
+    #[arg(long)]
+    pub reviewer: bool,
+    #[arg(long)]
+    pub admin: bool,
+    /// Skip peer review always (bootstrap admins).
+    #[arg(long)]
+    pub exempt: bool,
+    /// Read the password from standard input (one line).
+    #[arg(long, conflicts_with = "password_file", required_unless_present = "password_file")]
+    pub password_stdin: bool,
+    /// Read the password from the first line of a file.
+    #[arg(long, value_name = "F")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetRoles {
+    pub username: String,
+    #[arg(long)]
+    pub reviewer: bool,
+    #[arg(long)]
+    pub admin: bool,
+    #[arg(long)]
+    pub exempt: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Verify a ledger file offline. Exit 0 valid; 1 invalid, naming the first
+    /// bad seq; 2 not a ledger.
+    Verify {
+        file: PathBuf,
+        /// A head remembered elsewhere, as SEQ:HASH: the ledger must contain it.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
+    },
+}
+
+/// Runs a parsed command line; the exit code is the process's.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ledger(LedgerCommand::Verify { file, expect_head }) => {
+            verify(&file, expect_head.as_deref()).await
+        }
+        command => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            match command {
+                Command::Serve => serve(settings).await,
+                Command::Demo => demo(settings).await,
+                Command::User(user) => user_command(settings, user).await,
+                Command::Ledger(_) => unreachable!("handled above"),
+            }
+            .map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings, Arc::new(SystemClock)).await?;
+    let addr = app.local_addr();
+    // Scripts and tests read this line to find the port when binding port 0.
+    println!("peergate listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// The demo accounts: (username, display name, reviewer, admin, exempt).
+const DEMO_ACCOUNTS: &[(&str, &str, bool, bool, bool)] = &[
+    ("ada", "Ada Admin", true, true, true),
+    ("rita", "Rita Reviewer", true, false, false),
+    ("rob", "Rob Reviewer", true, false, false),
+    ("uma", "Uma User", false, false, false),
+    ("ulf", "Ulf User", false, false, false),
+];
+
+async fn demo(mut settings: Settings) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join("peergate-demo");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("clearing the old demo data dir {}", dir.display()))?;
+    }
+    settings.storage.data_dir = dir.clone();
+    let pool = store::open(&dir).await?;
+    let now = rfc3339(chrono::Utc::now());
+    let mut lines = Vec::new();
+    for (username, display_name, reviewer, admin, exempt) in DEMO_ACCOUNTS {
+        let password = demo_password();
+        users::insert_user(
+            &pool,
+            &users::NewUser {
+                username: (*username).into(),
+                display_name: (*display_name).into(),
+                password_hash: passwords::hash(password.clone(), Cost::Strong).await?,
+                is_reviewer: *reviewer,
+                is_admin: *admin,
+                is_exempt: *exempt,
+            },
+            &now,
+        )
+        .await?;
+        let roles = [(*reviewer, "reviewer"), (*admin, "admin"), (*exempt, "exempt")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, r)| *r)
+            .collect::<Vec<_>>()
+            .join(", ");
+        lines.push(format!("  {username:<6} {password:<14} {display_name:<15} {roles}"));
+    }
+    pool.close().await;
+    let app = Application::build(settings.clone(), Arc::new(SystemClock)).await?;
+    println!("peergate demo — data in {}", dir.display());
+    println!("Accounts (username, password, name, roles):");
+    for line in lines {
+        println!("{line}");
+    }
+    println!(
+        "Open {} — sign in as uma in one window and as rita in another.",
+        settings.server.public_url
+    );
+    println!("peergate listening on http://{}", app.local_addr());
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// A readable random password for the demo accounts.
+fn demo_password() -> String {
+    let id = crate::domain::ids::new_pending_id();
+    format!("demo-{}", &id[3..13])
+}
+
+fn read_password(add: &AddUser) -> anyhow::Result<String> {
+    let mut text = String::new();
+    match &add.password_file {
+        Some(path) => {
+            text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the password file {}", path.display()))?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the password from stdin")?;
+        }
+    }
+    let password = text.lines().next().unwrap_or("").to_string();
+    if password.chars().count() < 8 {
+        bail!("the password must be at least 8 characters long");
+    }
+    Ok(password)
+}
+
+async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
+    let pool = store::open(&settings.storage.data_dir).await?;
+    match command {
+        UserCommand::Add(add) => {
+            let password = read_password(&add)?;
+            let user = users::insert_user(
+                &pool,
+                &users::NewUser {
+                    username: add.username.clone(),
+                    display_name: add.display_name.clone(),
+                    password_hash: passwords::hash(password, Cost::Strong).await?,
+                    is_reviewer: add.reviewer,
+                    is_admin: add.admin,
+                    is_exempt: add.exempt,
+                },
+                &rfc3339(chrono::Utc::now()),
+            )
+            .await?;
+            println!("added {} ({}) as {}", user.username, user.display_name, user.id);
+        }
+        UserCommand::List => {
+            println!("{:<20} {:<24} {:<24} ROLES", "USERNAME", "NAME", "ID");
+            for user in users::list_users(&pool).await? {
+                let mut roles = user.roles();
+                if user.is_exempt {
+                    roles.push("exempt");
+                }
+                if user.disabled {
+                    roles.push("DISABLED");
+                }
+                println!(
+                    "{:<20} {:<24} {:<24} {}",
+                    user.username,
+                    user.display_name,
+                    user.id,
+                    roles.join(",")
+                );
+            }
+        }
+        UserCommand::SetRoles(set) => {
+            if !users::set_roles(&pool, &set.username, set.reviewer, set.admin, set.exempt).await? {
+                bail!("there is no user named `{}`", set.username);
+            }
+            println!("roles of {} updated", set.username);
+        }
+        UserCommand::Disable { username } => {
+            if !users::disable(&pool, &username).await? {
+                bail!("there is no user named `{username}`");
+            }
+            println!("{username} is disabled and signed out");
+        }
+    }
+    pool.close().await;
+    Ok(())
+}
+
+async fn verify(file: &Path, expect_head: Option<&str>) -> anyhow::Result<ExitCode> {
+    let expect = match expect_head.map(Head::parse_arg).transpose() {
+        Ok(e) => e,
+        Err(message) => {
+            eprintln!("--expect-head: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let verdict = verify_file(file, expect).await;
+    match &verdict {
+        Verdict::Valid { .. } => println!("{}", verdict.summary()),
+        _ => eprintln!("{}: {}", file.display(), verdict.summary()),
+    }
+    Ok(ExitCode::from(verdict.exit_code()))
+}

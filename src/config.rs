@@ -1,0 +1,206 @@
+//! Typed configuration: the embedded `config/default.toml`, then an optional file,
+//! then `PEERGATE__SECTION__KEY` environment variables. Every value is checked
+//! once here, so a bad value stops start-up with a message naming its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Deserializer};
+
+/// The defaults compiled into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "PEERGATE__";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub peer_review: PeerReviewSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Where the HTTP server listens.
+    pub bind: SocketAddr,
+    /// The URL people open; its origin is the only one accepted on unsafe requests.
+    pub public_url: String,
+    /// Bearer token for `/metrics`; empty means open.
+    pub metrics_token: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    /// Folder holding `app.sqlite` and `ledger.sqlite`.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerReviewSettings {
+    /// A pending session expires this long after sign-in.
+    #[serde(deserialize_with = "duration")]
+    pub session_ttl: Duration,
+    /// Age from which a pending session is shown as `aging`.
+    #[serde(deserialize_with = "duration")]
+    pub aging_after: Duration,
+    /// Age from which a pending session is shown as `overdue`.
+    #[serde(deserialize_with = "duration")]
+    pub overdue_after: Duration,
+    /// How many new codes a requester may ask for, per pending session.
+    pub max_code_rotations: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// A trusted-device cookie skips peer review for this many days.
+    pub trusted_device_days: u32,
+    /// Failed sign-ins allowed per minute, per username and per client IP.
+    pub failed_logins_per_minute: u32,
+}
+
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration like \"15m\" or \"30s\" ({e})"
+        ))
+    })
+}
+
+impl Settings {
+    /// Loads the layered configuration: defaults, then `file`, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Self::from_figment(figment)
+    }
+
+    /// Extracts and validates settings from an already layered figment.
+    pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        public_origin(&self.server.public_url)
+            .context("invalid configuration: server.public_url")?;
+        let p = &self.peer_review;
+        if p.aging_after.is_zero() {
+            bail!("invalid configuration: peer_review.aging_after must be more than zero");
+        }
+        if p.overdue_after <= p.aging_after {
+            bail!(
+                "invalid configuration: peer_review.overdue_after ({}) must be longer than peer_review.aging_after ({})",
+                humantime::format_duration(p.overdue_after),
+                humantime::format_duration(p.aging_after)
+            );
+        }
+        if p.session_ttl <= p.overdue_after {
+            bail!(
+                "invalid configuration: peer_review.session_ttl ({}) must be longer than peer_review.overdue_after ({})",
+                humantime::format_duration(p.session_ttl),
+                humantime::format_duration(p.overdue_after)
+            );
+        }
+        if self.auth.failed_logins_per_minute == 0 {
+            bail!("invalid configuration: auth.failed_logins_per_minute must be at least 1");
+        }
+        if self.auth.trusted_device_days > 3650 {
+            bail!("invalid configuration: auth.trusted_device_days must be at most 3650");
+        }
+        Ok(())
+    }
+
+    /// The origin (`scheme://host[:port]`) that unsafe requests must come from.
+    pub fn origin(&self) -> String {
+        // Validated at load time.
+        public_origin(&self.server.public_url).unwrap_or_default()
+    }
+
+    /// Whether cookies must be `Secure` and `__Host-` prefixed.
+    pub fn is_https(&self) -> bool {
+        self.server.public_url.starts_with("https://")
+    }
+}
+
+/// Figment's errors name the key as a path; say it the way the file writes it.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let kind = e.kind.to_string();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{kind}{source}")
+            } else {
+                format!("{key}: {kind}{source}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Reduces a URL to its origin, lowercased, without a default port.
+pub fn public_origin(url: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .context("expected a URL like http://host:port")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        bail!("the scheme must be http or https, not `{scheme}`");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        bail!("expected a host, like http://host:port");
+    }
+    let authority = authority.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority
+        .strip_suffix(default_port)
+        .unwrap_or(&authority)
+        .to_string();
+    Ok(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        assert_eq!(s.peer_review.session_ttl, Duration::from_secs(900));
+        assert_eq!(s.origin(), "http://127.0.0.1:8080");
+        assert!(!s.is_https());
+    }
+
+    #[test]
+    fn origins_drop_paths_and_default_ports() {
+        assert_eq!(
+            public_origin("https://Login.Example.com:443/x").unwrap(),
+            "https://login.example.com"
+        );
+        assert!(public_origin("ftp://x").is_err());
+        assert!(public_origin("nonsense").is_err());
+    }
+}

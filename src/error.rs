@@ -1,0 +1,131 @@
+//! The one error type at the HTTP boundary.
+//!
+//! Handlers return `Result<_, Error>`. The response carries an [`ErrorInfo`]
+//! extension; the `render_errors` middleware turns it into the JSON error shape
+//! of DESIGN.md §4 on the API and sockets, and into a readable page (or a
+//! redirect to `/login`) on HTML routes. Below this layer, code uses
+//! `anyhow::Result` with context; such errors are logged and shown as an opaque 500.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 401 `unauthenticated`: no session, or the wrong kind. Pages redirect to `/login`.
+    #[error("Please sign in.")]
+    Unauthenticated,
+    /// 401 `unauthenticated`: a failed sign-in, with one message for every cause.
+    #[error("Wrong username or password.")]
+    BadCredentials,
+    /// 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 403 `self_review`.
+    #[error("You cannot review your own sign-in.")]
+    SelfReview,
+    /// 404 `not_found`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 `already_decided`.
+    #[error("This sign-in request has already been decided.")]
+    AlreadyDecided,
+    /// 409 `expired`.
+    #[error("This sign-in request has expired.")]
+    Expired,
+    /// 409 `not_approved`: `/pending/complete` before approval (an HTML route only).
+    #[error("Your sign-in has not been approved yet.")]
+    NotApproved,
+    /// 422 `invalid`, with what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// 429 `rate_limited`, with `Retry-After`.
+    #[error("Too many attempts. Try again in {retry_after_secs} seconds.")]
+    RateLimited { retry_after_secs: u64 },
+    /// 503 `unavailable`: a dependency (the ledger, the database) is failing; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: logged in full, shown opaquely.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// What the error renderer needs, attached to the response.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Unauthenticated | Error::BadCredentials => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) | Error::SelfReview => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::AlreadyDecided | Error::Expired | Error::NotApproved => StatusCode::CONFLICT,
+            Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Unauthenticated | Error::BadCredentials => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
+            Error::SelfReview => "self_review",
+            Error::NotFound(_) => "not_found",
+            Error::AlreadyDecided => "already_decided",
+            Error::Expired => "expired",
+            Error::NotApproved => "not_approved",
+            Error::Invalid(_) => "invalid",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn forbidden() -> Self {
+        Error::Forbidden("You do not have access to this page.".into())
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            Error::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                "Something went wrong on our side. Nothing was changed; please try again.".to_string()
+            }
+            Error::Unavailable(reason) => {
+                tracing::warn!(reason = %reason, "service unavailable");
+                reason.clone()
+            }
+            other => other.to_string(),
+        };
+        let info = ErrorInfo {
+            code: self.code(),
+            message: message.clone(),
+        };
+        let body = Json(json!({"error": {"code": info.code, "message": message}}));
+        let mut response = (self.status(), body).into_response();
+        if let Error::RateLimited { retry_after_secs } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response.extensions_mut().insert(info);
+        response
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}

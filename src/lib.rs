@@ -1,0 +1,39 @@
+//! peergate: a stalled sign-in becomes a short, audited conversation between
+//! two colleagues. A half-authenticated requester reads a 6-digit code to a
+//! reviewer, who approves or denies; every outcome lands in an append-only,
+//! hash-chained SQLite ledger.
+//!
+//! # Layout
+//!
+//! - `cli`: the command tree (serve, demo, user, ledger verify).
+//! - `config`: layered, validated configuration.
+//! - `startup`: build the service, run it until stopped.
+//! - `state`: the shared handle every handler sees.
+//! - `clock`: the injectable clock every time rule reads.
+//! - `domain`: codes, tokens, ids, outcomes, notes; no I/O.
+//! - `registry`: pending sessions in memory and their events.
+//! - `review`: the peer-review flow (sign in, withdraw, expire, complete).
+//! - `ledger`: the hash-chained ledger, its writer, snapshots and verification.
+//! - `store`: `app.sqlite` (users, sessions, pending sessions, devices).
+//! - `passwords`: argon2id hashing off the runtime.
+//! - `limiter`: failed sign-ins per username and per IP.
+//! - `web`: routers, extractors and middleware; `views`: maud pages.
+//! - `error`: the HTTP error type; `metrics`: metric names; `telemetry`: logs.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ledger;
+pub mod limiter;
+pub mod metrics;
+pub mod passwords;
+pub mod registry;
+pub mod review;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod views;
+pub mod web;

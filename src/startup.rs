@@ -1,0 +1,124 @@
+//! Building the service (bind, open stores, rebuild the registry, spawn tasks)
+//! and running it until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::ledger::{Ledger, LedgerTasks};
+use crate::limiter::FailureLimiter;
+use crate::registry::Registry;
+use crate::state::{AppState, Shared};
+
+/// The window in which failed sign-ins are counted.
+const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// A built, bound service, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    ledger_tasks: LedgerTasks,
+}
+
+impl Application {
+    /// Opens both databases, rebuilds the registry and binds the listener
+    /// (port 0 picks a free port; see [`Application::local_addr`]).
+    pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let data_dir = settings.storage.data_dir.clone();
+        let db = crate::store::open(&data_dir).await?;
+        let version = crate::store::check_sqlite_version(&db).await?;
+        tracing::info!(sqlite_version = %version, data_dir = %data_dir.display(), "storage open");
+        let (ledger, ledger_tasks) = Ledger::open(&data_dir, clock.clone()).await?;
+        let head = ledger.writer.head();
+        tracing::info!(seq = head.seq, entry_hash = %head.hash_hex(), "ledger open");
+
+        let state = AppState::new(Shared {
+            origin: settings.origin(),
+            login_failures: FailureLimiter::new(
+                settings.auth.failed_logins_per_minute,
+                LOGIN_FAILURE_WINDOW,
+                clock.clone(),
+            ),
+            settings: settings.clone(),
+            db,
+            ledger,
+            registry: Registry::new(),
+            clock,
+        });
+        crate::review::restore(&state).await?;
+
+        let listener = TcpListener::bind(settings.server.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.server.bind))?;
+        Ok(Self {
+            listener,
+            state,
+            ledger_tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The shared state, for tests that look inside.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves or a background task dies.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = crate::web::create_app(self.state.clone());
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown);
+        // The checkpointer logs its own failures; a missing checkpoint only
+        // lets the WAL grow, so it does not stop the service.
+        let writer = self.ledger_tasks.writer;
+        tokio::select! {
+            result = server => {
+                result.context("the HTTP server failed")?;
+                tracing::info!("HTTP server stopped");
+            }
+            result = writer => {
+                anyhow::bail!("the ledger writer ended unexpectedly: {result:?}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,90 @@
+//! `app.sqlite`: users, browser sessions, pending sessions, trusted devices and
+//! the download log. Outcomes are not kept here: the ledger is their source of
+//! truth, and this file only mirrors them (see `review::settle_from_ledger`).
+
+pub mod devices;
+pub mod pending;
+pub mod sessions;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// The oldest SQLite peergate runs on: older versions have a WAL corruption bug.
+pub const MIN_SQLITE_VERSION: (u32, u32, u32) = (3, 51, 3);
+
+/// How long a connection waits on a lock before giving up with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections in the app pool. SQLite takes one writer at a time; the rest read.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Opens (creating if needed) `app.sqlite` in `data_dir` and applies migrations.
+pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let path = data_dir.join("app.sqlite");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .with_context(|| format!("migrating {}", path.display()))?;
+    Ok(pool)
+}
+
+/// Checks the linked SQLite against [`MIN_SQLITE_VERSION`] and returns its version.
+pub async fn check_sqlite_version(pool: &SqlitePool) -> anyhow::Result<String> {
+    let version: String = sqlx::query_scalar("SELECT sqlite_version()")
+        .fetch_one(pool)
+        .await
+        .context("asking SQLite for its version")?;
+    let found = parse_version(&version)?;
+    if found < MIN_SQLITE_VERSION {
+        let (a, b, c) = MIN_SQLITE_VERSION;
+        bail!("SQLite {version} is too old: peergate needs {a}.{b}.{c} or newer (WAL corruption fix)");
+    }
+    Ok(version)
+}
+
+fn parse_version(text: &str) -> anyhow::Result<(u32, u32, u32)> {
+    let mut parts = text.split('.').map(u32::from_str);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b)), Some(Ok(c))) => Ok((a, b, c)),
+        (Some(Ok(a)), Some(Ok(b)), None) => Ok((a, b, 0)),
+        _ => bail!("cannot read the SQLite version `{text}`"),
+    }
+}
+
+/// Reads a `0`/`1` column as a bool.
+pub(crate) fn flag(value: i64) -> bool {
+    value != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(parse_version("3.51.3").unwrap() >= MIN_SQLITE_VERSION);
+        assert!(parse_version("3.9.10").unwrap() < MIN_SQLITE_VERSION);
+        assert!(parse_version("3.100.0").unwrap() >= MIN_SQLITE_VERSION);
+        assert!(parse_version("x").is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! Browser sessions: the cookie's token hash, whose session it is, and whether
+//! it is half-authenticated (waiting for peer review) or fully authenticated.
+
+use anyhow::Context;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::users::{USER_COLUMNS, User, user_from_row};
+use crate::domain::TokenHash;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Passed the password step; waiting for a reviewer.
+    HalfAuthenticated,
+    Authenticated,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::HalfAuthenticated => "half_authenticated",
+            SessionState::Authenticated => "authenticated",
+        }
+    }
+}
+
+/// A live browser session and its user.
+#[derive(Debug, Clone)]
+pub struct BrowserSession {
+    pub token_hash: TokenHash,
+    pub user: User,
+    pub state: SessionState,
+    /// The pending peer review this half-authenticated session waits on.
+    pub pending_session_id: Option<String>,
+}
+
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    token_hash: &TokenHash,
+    user_id: &str,
+    state: SessionState,
+    pending_session_id: Option<&str>,
+    now: &str,
+    expires_at: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO browser_sessions (token_hash, user_id, state, pending_session_id, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&token_hash.0)
+    .bind(user_id)
+    .bind(state.as_str())
+    .bind(pending_session_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(conn)
+    .await
+    .context("creating a browser session")?;
+    Ok(())
+}
+
+/// Finds the live session for a token hash; expired sessions and disabled users are not found.
+pub async fn find(
+    pool: &SqlitePool,
+    token_hash: &TokenHash,
+    now: &str,
+) -> anyhow::Result<Option<BrowserSession>> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS}, s.state, s.pending_session_id
+         FROM browser_sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&token_hash.0)
+        .bind(now)
+        .fetch_optional(pool)
+        .await
+        .context("looking up a browser session")?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get("state")?;
+    Ok(Some(BrowserSession {
+        token_hash: token_hash.clone(),
+        user: user_from_row(&row)?,
+        state: if state == "authenticated" {
+            SessionState::Authenticated
+        } else {
+            SessionState::HalfAuthenticated
+        },
+        pending_session_id: row.try_get("pending_session_id")?,
+    }))
+}
+
+pub async fn delete(conn: &mut SqliteConnection, token_hash: &TokenHash) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM browser_sessions WHERE token_hash = ?")
+        .bind(&token_hash.0)
+        .execute(conn)
+        .await
+        .context("ending a browser session")?;
+    Ok(())
+}
+
+/// Ends the browser session(s) waiting on a pending review.
+pub async fn delete_for_pending(
+    conn: &mut SqliteConnection,
+    pending_session_id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM browser_sessions WHERE pending_session_id = ?")
+        .bind(pending_session_id)
+        .execute(conn)
+        .await
+        .context("ending a pending session's browser session")?;
+    Ok(())
+}

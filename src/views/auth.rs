@@ -1,0 +1,62 @@
+//! The sign-in page and the signed-in home.
+
+use maud::{Markup, html};
+
+use super::page;
+use crate::store::users::User;
+
+/// The sign-in form, with an error message after a failed attempt.
+pub fn login(error: Option<&str>, username: &str) -> Markup {
+    page(
+        "Sign in",
+        None,
+        html! {
+            section.card.narrow {
+                h1 { "Sign in" }
+                @if let Some(error) = error {
+                    p.alert role="alert" id="login-error" { (error) }
+                }
+                form method="post" action="/login" {
+                    label for="username" { "Username" }
+                    input #username name="username" type="text" autocomplete="username"
+                        required autofocus value=(username);
+                    label for="password" { "Password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    button.primary type="submit" { "Sign in" }
+                }
+                p.hint {
+                    "Unless this browser is already trusted, a colleague confirms it is you "
+                    "before your sign-in completes."
+                }
+            }
+        },
+    )
+}
+
+/// The signed-in home: who you are and where you can go.
+pub fn home(user: &User) -> Markup {
+    page(
+        "Home",
+        Some(user),
+        html! {
+            section.card {
+                h1 { "Signed in as " (user.display_name) }
+                p.muted { "Username " code { (user.username) } }
+                @if !user.roles().is_empty() {
+                    p { "Roles: " (user.roles().join(", ")) }
+                }
+                ul.links {
+                    @if user.is_reviewer {
+                        li { a href="/inbox" { "Review sign-in requests" } " — colleagues waiting for a peer check." }
+                    }
+                    @if user.is_admin {
+                        li { a href="/admin" { "Admin" } " — KPIs, the ledger and its download." }
+                    }
+                }
+                @if !user.is_reviewer && !user.is_admin {
+                    p { "You are signed in. There is nothing else to do here." }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,71 @@
+//! HTML, written with maud: a layout and one module per area. Views take plain
+//! data and return `Markup`; they do no I/O. maud escapes every interpolated
+//! string, so user text (names, notes, user agents) is always inert.
+
+pub mod auth;
+pub mod pending;
+
+use axum::http::StatusCode;
+use maud::{DOCTYPE, Markup, html};
+
+use crate::store::users::User;
+
+/// The page shell: head with embedded assets, a top bar with the user's
+/// navigation, and the content.
+pub fn page(title: &str, user: Option<&User>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · peergate" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/htmx.min.js" defer {}
+                script src="/assets/htmx-ext-ws.min.js" defer {}
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header.topbar {
+                    a.brand href="/" { "peergate" }
+                    @if let Some(user) = user {
+                        nav aria-label="Main" {
+                            a href="/" { "Home" }
+                            @if user.is_reviewer { a href="/inbox" { "Inbox" } }
+                            @if user.is_admin { a href="/admin" { "Admin" } }
+                        }
+                        form.signout method="post" action="/logout" {
+                            span.who { (user.display_name) }
+                            button.link type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" { (content) }
+            }
+        }
+    }
+}
+
+/// A readable error page for HTML routes.
+pub fn error_page(status: StatusCode, message: &str) -> Markup {
+    let heading = match status {
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Already settled",
+        StatusCode::TOO_MANY_REQUESTS => "Slow down",
+        StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "That did not work",
+    };
+    page(
+        heading,
+        None,
+        html! {
+            section.card.narrow role="alert" {
+                h1 { (heading) }
+                p { (message) }
+                p { a href="/" { "Back to peergate" } }
+            }
+        },
+    )
+}

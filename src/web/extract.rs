@@ -1,0 +1,156 @@
+//! Extractors: who is asking (written once, used by every handler), where they
+//! come from, and request bodies parsed with clear errors.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::USER_AGENT;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::review::ClientInfo;
+use crate::store::sessions::{BrowserSession, SessionState};
+
+/// The longest user agent kept; longer ones are cut (they go into the ledger).
+const MAX_USER_AGENT: usize = 512;
+
+/// The browser session the `load_session` middleware found, if any.
+#[derive(Debug, Clone)]
+pub struct CurrentSession(pub Option<BrowserSession>);
+
+fn current(parts: &Parts) -> Option<BrowserSession> {
+    parts
+        .extensions
+        .get::<CurrentSession>()
+        .and_then(|c| c.0.clone())
+}
+
+/// Any session or none.
+pub struct MaybeSession(pub Option<BrowserSession>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeSession {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(Self(current(parts)))
+    }
+}
+
+/// A fully authenticated user.
+pub struct SignedIn(pub BrowserSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        match current(parts) {
+            Some(s) if s.state == SessionState::Authenticated => Ok(Self(s)),
+            _ => Err(Error::Unauthenticated),
+        }
+    }
+}
+
+/// A signed-in user with the reviewer role.
+pub struct Reviewer(pub BrowserSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for Reviewer {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let SignedIn(session) = SignedIn::from_request_parts(parts, state).await?;
+        if session.user.is_reviewer {
+            Ok(Self(session))
+        } else {
+            Err(Error::Forbidden("Only reviewers can see the inbox.".into()))
+        }
+    }
+}
+
+/// A signed-in user with the admin role.
+pub struct Admin(pub BrowserSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let SignedIn(session) = SignedIn::from_request_parts(parts, state).await?;
+        if session.user.is_admin {
+            Ok(Self(session))
+        } else {
+            Err(Error::Forbidden("Only admins can see this page.".into()))
+        }
+    }
+}
+
+/// A half-authenticated requester and the pending session they wait on.
+pub struct Requester {
+    pub session: BrowserSession,
+    pub pending_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Requester {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        match current(parts) {
+            Some(session) if session.state == SessionState::HalfAuthenticated => {
+                let pending_id = session
+                    .pending_session_id
+                    .clone()
+                    .ok_or_else(|| Error::NotFound("You have no pending sign-in.".into()))?;
+                Ok(Self {
+                    session,
+                    pending_id,
+                })
+            }
+            Some(_) => Err(Error::NotFound("You have no pending sign-in.".into())),
+            None => Err(Error::Unauthenticated),
+        }
+    }
+}
+
+/// The client's address and user agent, as the ledger records them.
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let user_agent: String = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_USER_AGENT)
+            .collect();
+        Ok(Self(ClientInfo { ip, user_agent }))
+    }
+}
+
+/// A form body; a malformed one is a 422 that says what is wrong.
+pub struct ValidForm<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidForm<T> {
+    type Rejection = Error;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::Form(v)| Self(v))
+            .map_err(|e| Error::Invalid(e.body_text()))
+    }
+}
+
+/// A JSON body; a malformed one is a 422 that says what is wrong.
+pub struct ValidJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
+    type Rejection = Error;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| Self(v))
+            .map_err(|e| Error::Invalid(e.body_text()))
+    }
+}

@@ -1,0 +1,142 @@
+//! The requester's side: the waiting page, a new code, cancelling, and
+//! completing sign-in after approval; with their JSON twins.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::CookieJar;
+use serde_json::json;
+
+use super::cookies;
+use super::extract::{MaybeSession, Requester};
+use crate::clock::rfc3339;
+use crate::domain::Outcome;
+use crate::error::{Error, Result};
+use crate::review;
+use crate::state::AppState;
+use crate::store::pending::{self, PendingStatus};
+use crate::store::sessions::SessionState;
+use crate::views;
+use crate::views::pending::PendingView;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/pending", get(waiting_page))
+        .route("/pending/code", post(new_code_form))
+        .route("/pending/cancel", post(cancel_form))
+        .route("/pending/complete", post(complete))
+        .route("/api/v1/pending", get(pending_api))
+        .route("/api/v1/pending/code", post(new_code_api))
+}
+
+async fn waiting_page(
+    State(app): State<AppState>,
+    MaybeSession(session): MaybeSession,
+) -> Result<Response> {
+    let Some(session) = session else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    if session.state == SessionState::Authenticated {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let pending_id = session.pending_session_id.clone().unwrap_or_default();
+    render_waiting(&app, &session.user.display_name, &pending_id, None).await
+}
+
+async fn render_waiting(
+    app: &AppState,
+    display_name: &str,
+    pending_id: &str,
+    notice: Option<&str>,
+) -> Result<Response> {
+    if let Some(live) = app.registry.get(pending_id) {
+        let max = app.settings.peer_review.max_code_rotations;
+        let claimed_by = live.claimed_by.as_ref().map(|r| r.display_name.as_str());
+        let page = views::pending::waiting(&PendingView {
+            display_name,
+            code: &live.code,
+            expires_at: live.expires_at,
+            reviewers_online: app.registry.reviewers_online(),
+            claimed_by,
+            rotations_left: max.saturating_sub(live.code_rotations),
+            notice,
+        });
+        return Ok(page.into_response());
+    }
+    // Not waiting any more: approved (and not yet completed) is the only state
+    // a half-authenticated browser session can still be in.
+    match pending::find(&app.db, pending_id).await?.map(|p| p.status) {
+        Some(PendingStatus::Approved) => Ok(views::pending::approved().into_response()),
+        _ => Err(Error::Expired),
+    }
+}
+
+async fn new_code_form(State(app): State<AppState>, requester: Requester) -> Result<Response> {
+    let notice = match review::rotate_code(&app, &requester.pending_id).await {
+        Ok(_) => None,
+        Err(Error::Invalid(message)) => Some(message),
+        Err(other) => return Err(other),
+    };
+    render_waiting(
+        &app,
+        &requester.session.user.display_name,
+        &requester.pending_id,
+        notice.as_deref(),
+    )
+    .await
+}
+
+async fn cancel_form(
+    State(app): State<AppState>,
+    jar: CookieJar,
+    requester: Requester,
+) -> Result<Response> {
+    review::close(&app, &requester.pending_id, Outcome::Withdrawn).await?;
+    let jar = jar.add(cookies::session_removal(&app));
+    Ok((jar, Redirect::to("/login")).into_response())
+}
+
+/// Completes an approved sign-in: rotates the token and trusts the device.
+async fn complete(
+    State(app): State<AppState>,
+    jar: CookieJar,
+    requester: Requester,
+) -> Result<Response> {
+    let (token, device) = review::complete(&app, &requester.session).await?;
+    let jar = jar
+        .add(cookies::session(&app, &token))
+        .add(cookies::device(&app, &device));
+    Ok((jar, Redirect::to("/")).into_response())
+}
+
+async fn pending_api(State(app): State<AppState>, requester: Requester) -> Result<Json<serde_json::Value>> {
+    let id = &requester.pending_id;
+    let online = app.registry.reviewers_online();
+    if let Some(live) = app.registry.get(id) {
+        return Ok(Json(json!({
+            "session_id": live.id,
+            "code": live.code.expose(),
+            "status": "pending",
+            "created_at": rfc3339(live.created_at),
+            "expires_at": rfc3339(live.expires_at),
+            "reviewers_online": online,
+        })));
+    }
+    let row = pending::find(&app.db, id)
+        .await?
+        .ok_or_else(|| Error::NotFound("You have no pending sign-in.".into()))?;
+    Ok(Json(json!({
+        "session_id": row.id,
+        "code": null,
+        "status": row.status.as_str(),
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "reviewers_online": online,
+    })))
+}
+
+async fn new_code_api(State(app): State<AppState>, requester: Requester) -> Result<Json<serde_json::Value>> {
+    let (code, expires_at) = review::rotate_code(&app, &requester.pending_id).await?;
+    Ok(Json(json!({"code": code.expose(), "expires_at": rfc3339(expires_at)})))
+}
