@@ -17,7 +17,11 @@ use crate::startup::{Application, shutdown_signal};
 use crate::store::{self, users};
 
 #[derive(Debug, Parser)]
-#[command(name = "peergate", version, about = "Peer review for stalled sign-ins, with a hash-chained ledger")]
+#[command(
+    name = "peergate",
+    version,
+    about = "Peer review for stalled sign-ins, with a hash-chained ledger"
+)]
 pub struct Cli {
     /// A configuration file layered over the embedded defaults.
     #[arg(long, global = true, value_name = "FILE")]
@@ -49,9 +53,7 @@ pub enum UserCommand {
     /// Set an account's roles (the flags given are the new roles; absent ones are removed).
     SetRoles(SetRoles),
     /// Disable an account and end its sessions.
-    Disable {
-        username: String,
-    },
+    Disable { username: String },
 }
 
 #[derive(Debug, Args)]
@@ -67,7 +69,11 @@ pub struct AddUser {
     #[arg(long)]
     pub exempt: bool,
     /// Read the password from standard input (one line).
-    #[arg(long, conflicts_with = "password_file", required_unless_present = "password_file")]
+    #[arg(
+        long,
+        conflicts_with = "password_file",
+        required_unless_present = "password_file"
+    )]
     pub password_stdin: bool,
     /// Read the password from the first line of a file.
     #[arg(long, value_name = "F")]
@@ -159,13 +165,19 @@ async fn demo(mut settings: Settings) -> anyhow::Result<()> {
             &now,
         )
         .await?;
-        let roles = [(*reviewer, "reviewer"), (*admin, "admin"), (*exempt, "exempt")]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, r)| *r)
-            .collect::<Vec<_>>()
-            .join(", ");
-        lines.push(format!("  {username:<6} {password:<14} {display_name:<15} {roles}"));
+        let roles = [
+            (*reviewer, "reviewer"),
+            (*admin, "admin"),
+            (*exempt, "exempt"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, r)| *r)
+        .collect::<Vec<_>>()
+        .join(", ");
+        lines.push(format!(
+            "  {username:<6} {password:<14} {display_name:<15} {roles}"
+        ));
     }
     pool.close().await;
     let app = Application::build(settings.clone(), Arc::new(SystemClock)).await?;
@@ -226,7 +238,10 @@ async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Resul
                 &rfc3339(chrono::Utc::now()),
             )
             .await?;
-            println!("added {} ({}) as {}", user.username, user.display_name, user.id);
+            println!(
+                "added {} ({}) as {}",
+                user.username, user.display_name, user.id
+            );
         }
         UserCommand::List => {
             println!("{:<20} {:<24} {:<24} ROLES", "USERNAME", "NAME", "ID");

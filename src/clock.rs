@@ -78,7 +78,10 @@ mod tests {
 
     #[test]
     fn formats_with_millis_and_z() {
-        let at = Utc.timestamp_millis_opt(1_795_836_038_123).single().unwrap();
+        let at = Utc
+            .timestamp_millis_opt(1_795_836_038_123)
+            .single()
+            .unwrap();
         assert_eq!(rfc3339(at), "2026-11-28T03:20:38.123Z");
         assert_eq!(parse_rfc3339("2026-11-28T03:20:38.123Z").unwrap(), at);
     }

@@ -100,7 +100,8 @@ impl IntoResponse for Error {
         let message = match &self {
             Error::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "request failed");
-                "Something went wrong on our side. Nothing was changed; please try again.".to_string()
+                "Something went wrong on our side. Nothing was changed; please try again."
+                    .to_string()
             }
             Error::Unavailable(reason) => {
                 tracing::warn!(reason = %reason, "service unavailable");

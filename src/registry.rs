@@ -112,8 +112,13 @@ impl PendingSession {
 pub enum InboxEvent {
     Added(Box<Summary>),
     Updated(Box<Summary>),
-    Removed { session_id: String, outcome: Outcome },
-    Presence { reviewers_online: usize },
+    Removed {
+        session_id: String,
+        outcome: Outcome,
+    },
+    Presence {
+        reviewers_online: usize,
+    },
 }
 
 /// What a requester's page shows; the last value is always the current one.
@@ -241,7 +246,11 @@ impl Registry {
     }
 
     /// Replaces the code, if the session may still rotate it.
-    pub fn rotate_code(&self, id: &str, max_rotations: u32) -> Result<(PendingCode, u32), RotateError> {
+    pub fn rotate_code(
+        &self,
+        id: &str,
+        max_rotations: u32,
+    ) -> Result<(PendingCode, u32), RotateError> {
         let mut entry = self
             .inner
             .sessions
@@ -258,7 +267,11 @@ impl Registry {
         entry.session.code_rotations += 1;
         let rotations = entry.session.code_rotations;
         let expires_at = entry.session.expires_at;
-        let claimed_by = entry.session.claimed_by.as_ref().map(|r| r.display_name.clone());
+        let claimed_by = entry
+            .session
+            .claimed_by
+            .as_ref()
+            .map(|r| r.display_name.clone());
         entry.requester_tx.send_replace(RequesterStatus::Pending {
             code: code.clone(),
             expires_at,

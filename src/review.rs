@@ -16,10 +16,10 @@ use crate::error::Error;
 use crate::ledger::{AppendError, LedgerDraft, SessionFacts};
 use crate::registry::{ClaimError, Client, Level, PendingSession, Requester, RotateError};
 use crate::state::AppState;
+use crate::store::devices;
 use crate::store::pending::{self, NewPending, PendingRow, PendingStatus};
 use crate::store::sessions::{self, BrowserSession, SessionState};
 use crate::store::users::User;
-use crate::store::devices;
 
 /// How long a fully authenticated browser session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -258,7 +258,8 @@ pub async fn complete(
     let now = app.clock.now();
     let token = SessionToken::generate();
     let device = SessionToken::generate();
-    let trusted_for = Duration::from_secs(u64::from(app.settings.auth.trusted_device_days) * 86_400);
+    let trusted_for =
+        Duration::from_secs(u64::from(app.settings.auth.trusted_device_days) * 86_400);
     let mut tx = app.db.begin_with("BEGIN IMMEDIATE").await?;
     let moved = pending::transition(
         &mut tx,
@@ -315,7 +316,14 @@ pub async fn restore(app: &AppState) -> anyhow::Result<()> {
                 // so the session waits again (fail closed).
                 tracing::warn!(session_id = %row.id, "approval missing from the ledger; the session is pending again");
                 let mut conn = app.db.acquire().await?;
-                pending::transition(&mut conn, &row.id, &[PendingStatus::Approved], PendingStatus::Pending, &rfc3339(now)).await?;
+                pending::transition(
+                    &mut conn,
+                    &row.id,
+                    &[PendingStatus::Approved],
+                    PendingStatus::Pending,
+                    &rfc3339(now),
+                )
+                .await?;
                 app.registry.insert(restored_session(&row)?, now);
                 restored += 1;
             }

@@ -29,6 +29,19 @@ impl Application {
     /// Opens both databases, rebuilds the registry and binds the listener
     /// (port 0 picks a free port; see [`Application::local_addr`]).
     pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.server.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.server.bind))?;
+        Self::build_with_listener(settings, clock, listener).await
+    }
+
+    /// Like [`Application::build`], on a listener the caller already bound (so
+    /// that it can put the real port into `public_url` first).
+    pub async fn build_with_listener(
+        settings: Settings,
+        clock: SharedClock,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         let data_dir = settings.storage.data_dir.clone();
         let db = crate::store::open(&data_dir).await?;
         let version = crate::store::check_sqlite_version(&db).await?;
@@ -51,10 +64,6 @@ impl Application {
             clock,
         });
         crate::review::restore(&state).await?;
-
-        let listener = TcpListener::bind(settings.server.bind)
-            .await
-            .with_context(|| format!("binding {}", settings.server.bind))?;
         Ok(Self {
             listener,
             state,

@@ -139,8 +139,8 @@ async fn finish_file(path: &Path) -> anyhow::Result<Head> {
 /// Size, BLAKE3 and SHA-256 of a file, in one streaming pass off the runtime.
 pub async fn hash_file(path: PathBuf) -> anyhow::Result<(u64, String, String)> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, String, String)> {
-        let mut file = std::fs::File::open(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let mut file =
+            std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
         let mut b3 = blake3::Hasher::new();
         let mut sha = sha2::Sha256::new();
         let mut buf = vec![0u8; 1 << 20];

@@ -88,8 +88,7 @@ async fn verify_connection(conn: &mut SqliteConnection, expect_head: Option<Head
             Ok(t) => t,
             Err(e) => return Verdict::NotALedger(format!("not a readable SQLite database: {e}")),
         };
-    if !tables.iter().any(|t| t == "ledger_entries") || !tables.iter().any(|t| t == "ledger_meta")
-    {
+    if !tables.iter().any(|t| t == "ledger_entries") || !tables.iter().any(|t| t == "ledger_meta") {
         return Verdict::NotALedger("it has no ledger_entries and ledger_meta tables".into());
     }
     let format: Result<Option<String>, _> =
@@ -182,7 +181,10 @@ async fn check_chain(conn: &mut SqliteConnection) -> Result<Head, Verdict> {
         if fields.seq != expected {
             return Err(invalid(
                 expected,
-                format!("entry {expected} is missing (the next entry is {})", fields.seq),
+                format!(
+                    "entry {expected} is missing (the next entry is {})",
+                    fields.seq
+                ),
             ));
         }
         if prev_hash != hex::encode(head.hash) {
@@ -249,22 +251,21 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<(EntryFields, String, String)
 
 /// The append-only triggers must be there, and must abort.
 async fn check_triggers(conn: &mut SqliteConnection) -> Result<(), String> {
-    let triggers: Vec<(String, String)> = sqlx::query(
-        "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| format!("cannot read the triggers: {e}"))?
-    .iter()
-    .map(|r| {
-        (
-            r.try_get::<String, _>("tbl_name").unwrap_or_default(),
-            r.try_get::<String, _>("sql")
-                .unwrap_or_default()
-                .to_ascii_uppercase(),
-        )
-    })
-    .collect();
+    let triggers: Vec<(String, String)> =
+        sqlx::query("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| format!("cannot read the triggers: {e}"))?
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get::<String, _>("tbl_name").unwrap_or_default(),
+                    r.try_get::<String, _>("sql")
+                        .unwrap_or_default()
+                        .to_ascii_uppercase(),
+                )
+            })
+            .collect();
     for table in ["ledger_entries", "ledger_meta"] {
         for op in ["UPDATE", "DELETE"] {
             let present = triggers.iter().any(|(t, sql)| {

@@ -131,7 +131,10 @@ async fn ensure_schema(conn: &mut SqliteConnection, path: &Path) -> anyhow::Resu
                 "{} is a ledger of unknown format `{other}`; this peergate writes {FORMAT}",
                 path.display()
             ),
-            None => bail!("{} has a ledger_meta table without a format row", path.display()),
+            None => bail!(
+                "{} has a ledger_meta table without a format row",
+                path.display()
+            ),
         };
     }
     let other_tables: i64 =
@@ -146,9 +149,9 @@ async fn ensure_schema(conn: &mut SqliteConnection, path: &Path) -> anyhow::Resu
         .context("ledger_schema.sql lost its marker line")?;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::raw_sql(tables).execute(&mut *tx).await?;
-    let ledger_id = hex::encode(blake3::hash(new_entry_id(chrono::Utc::now()).as_bytes()).as_bytes())
-        [..32]
-        .to_string();
+    let ledger_id =
+        hex::encode(blake3::hash(new_entry_id(chrono::Utc::now()).as_bytes()).as_bytes())[..32]
+            .to_string();
     for (key, value) in [
         ("format", FORMAT.to_string()),
         ("ledger_id", ledger_id),
@@ -224,16 +227,24 @@ async fn run(
                 }
             }
             Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "ledger commit failed; nothing in this batch was recorded");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "ledger commit failed; nothing in this batch was recorded"
+                );
                 let reason = format!("the ledger could not be written: {error}");
                 for command in batch.drain(..) {
-                    let _ = command.reply.send(Err(AppendError::Unavailable(reason.clone())));
+                    let _ = command
+                        .reply
+                        .send(Err(AppendError::Unavailable(reason.clone())));
                 }
                 // The transaction rolled back, but take the head from the file
                 // rather than trusting memory before writing again.
                 match read_head(&mut conn).await {
                     Ok(h) => head = h,
-                    Err(e) => tracing::error!(error = format!("{e:#}"), "re-reading the ledger head failed"),
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "re-reading the ledger head failed"
+                    ),
                 }
             }
         }
@@ -283,7 +294,13 @@ async fn write_batch(
             decided_at: decided_at.to_string(),
         };
         let hash = fields.hash(&next.hash);
-        insert_entry(&mut tx, &fields, &hex::encode(next.hash), &hex::encode(hash)).await?;
+        insert_entry(
+            &mut tx,
+            &fields,
+            &hex::encode(next.hash),
+            &hex::encode(hash),
+        )
+        .await?;
         results.push(Ok(Receipt {
             seq: fields.seq,
             entry_id: fields.entry_id,

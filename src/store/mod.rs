@@ -57,7 +57,9 @@ pub async fn check_sqlite_version(pool: &SqlitePool) -> anyhow::Result<String> {
     let found = parse_version(&version)?;
     if found < MIN_SQLITE_VERSION {
         let (a, b, c) = MIN_SQLITE_VERSION;
-        bail!("SQLite {version} is too old: peergate needs {a}.{b}.{c} or newer (WAL corruption fix)");
+        bail!(
+            "SQLite {version} is too old: peergate needs {a}.{b}.{c} or newer (WAL corruption fix)"
+        );
     }
     Ok(version)
 }

@@ -180,11 +180,7 @@ pub async fn transition(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn set_code_rotations(
-    pool: &SqlitePool,
-    id: &str,
-    rotations: u32,
-) -> anyhow::Result<()> {
+pub async fn set_code_rotations(pool: &SqlitePool, id: &str, rotations: u32) -> anyhow::Result<()> {
     sqlx::query("UPDATE pending_sessions SET code_rotations = ? WHERE id = ?")
         .bind(i64::from(rotations))
         .bind(id)

@@ -54,7 +54,8 @@ async fn attempt(
         .check(&keys)
         .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
 
-    let too_long = username.len() > MAX_CREDENTIAL_LEN || credentials.password.len() > MAX_CREDENTIAL_LEN;
+    let too_long =
+        username.len() > MAX_CREDENTIAL_LEN || credentials.password.len() > MAX_CREDENTIAL_LEN;
     let found = if too_long {
         None
     } else {
@@ -129,7 +130,9 @@ async fn login_form(
             if let Error::RateLimited { retry_after_secs } = e
                 && let Ok(v) = retry_after_secs.to_string().parse()
             {
-                response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
             }
             Ok(response)
         }

@@ -39,18 +39,36 @@ async fn healthz(State(app): State<AppState>) -> Result<Response> {
         (Ok(_), Ok(_)) => Ok((StatusCode::OK, "ok").into_response()),
         (a, l) => Err(Error::Unavailable(format!(
             "app.sqlite: {}; ledger.sqlite: {}",
-            a.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-            l.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+            a.map(|_| "ok".to_string())
+                .unwrap_or_else(|e| e.to_string()),
+            l.map(|_| "ok".to_string())
+                .unwrap_or_else(|e| e.to_string()),
         ))),
     }
 }
 
 /// Assets compiled into the binary: (name, content type, bytes).
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/htmx.min.js")),
-    ("htmx-ext-ws.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/htmx-ext-ws.min.js")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
+    (
+        "htmx.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/htmx.min.js"),
+    ),
+    (
+        "htmx-ext-ws.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/htmx-ext-ws.min.js"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/app.css"),
+    ),
 ];
 
 async fn asset(Path(name): Path<String>) -> Response {

@@ -28,7 +28,10 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 
 /// Whether a path is served as JSON (errors included) rather than as a page.
 pub fn is_api_path(path: &str) -> bool {
-    path.starts_with("/api/") || path.starts_with("/ws/") || path == "/metrics" || path == "/healthz"
+    path.starts_with("/api/")
+        || path.starts_with("/ws/")
+        || path == "/metrics"
+        || path == "/healthz"
 }
 
 /// Refuses cross-origin unsafe requests and socket upgrades (CSRF and
@@ -60,8 +63,10 @@ pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next)
                         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
                 });
             if !json {
-                return Error::Invalid("Send the request body as Content-Type: application/json.".into())
-                    .into_response();
+                return Error::Invalid(
+                    "Send the request body as Content-Type: application/json.".into(),
+                )
+                .into_response();
             }
         }
     }
@@ -133,7 +138,8 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
     let status = response.status();
     let mut page = (status, crate::views::error_page(status, &info.message)).into_response();
     if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
-        page.headers_mut().insert(header::RETRY_AFTER, retry.clone());
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
     }
     page
 }

@@ -110,7 +110,10 @@ async fn complete(
     Ok((jar, Redirect::to("/")).into_response())
 }
 
-async fn pending_api(State(app): State<AppState>, requester: Requester) -> Result<Json<serde_json::Value>> {
+async fn pending_api(
+    State(app): State<AppState>,
+    requester: Requester,
+) -> Result<Json<serde_json::Value>> {
     let id = &requester.pending_id;
     let online = app.registry.reviewers_online();
     if let Some(live) = app.registry.get(id) {
@@ -136,7 +139,12 @@ async fn pending_api(State(app): State<AppState>, requester: Requester) -> Resul
     })))
 }
 
-async fn new_code_api(State(app): State<AppState>, requester: Requester) -> Result<Json<serde_json::Value>> {
+async fn new_code_api(
+    State(app): State<AppState>,
+    requester: Requester,
+) -> Result<Json<serde_json::Value>> {
     let (code, expires_at) = review::rotate_code(&app, &requester.pending_id).await?;
-    Ok(Json(json!({"code": code.expose(), "expires_at": rfc3339(expires_at)})))
+    Ok(Json(
+        json!({"code": code.expose(), "expires_at": rfc3339(expires_at)}),
+    ))
 }

@@ -1,0 +1,1 @@
+//! The ledger (filled in with the ledger issue).

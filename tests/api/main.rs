@@ -1,0 +1,9 @@
+//! peergate's integration tests: one binary, real servers on 127.0.0.1:0,
+//! real SQLite files in temporary dirs.
+
+mod child;
+mod config;
+mod helpers;
+mod ledger;
+mod logs;
+mod signin;
