@@ -42,6 +42,21 @@ pub enum Command {
     /// Work with ledger files.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Measure peergate against the targets in BENCHMARKS.md.
+    #[command(subcommand)]
+    Loadtest(LoadtestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoadtestCommand {
+    /// Durable appends per second, group commit against one transaction per entry.
+    Ledger {
+        #[arg(long, default_value_t = 50_000)]
+        entries: usize,
+        /// Print one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +116,19 @@ pub enum LedgerCommand {
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
     },
+    /// Crash drill for tests: append synthetic entries to DATA_DIR/ledger.sqlite
+    /// and log each acknowledged one to --acks, until killed or a bound is hit.
+    /// Refuses a data dir that holds an app.sqlite (a real service's).
+    #[command(hide = true)]
+    Drill {
+        data_dir: PathBuf,
+        #[arg(long)]
+        acks: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        max_entries: usize,
+        #[arg(long, default_value_t = 60)]
+        max_seconds: u64,
+    },
 }
 
 /// Runs a parsed command line; the exit code is the process's.
@@ -109,13 +137,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(LedgerCommand::Verify { file, expect_head }) => {
             verify(&file, expect_head.as_deref()).await
         }
+        Command::Ledger(LedgerCommand::Drill {
+            data_dir,
+            acks,
+            max_entries,
+            max_seconds,
+        }) => drill(&data_dir, &acks, max_entries, max_seconds)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Loadtest(LoadtestCommand::Ledger { entries, json }) => {
+            let report = crate::loadtest::ledger::run(entries).await?;
+            crate::loadtest::print_report(&crate::loadtest::ledger::rows(&report), &report, json);
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let settings = Settings::load(cli.config.as_deref())?;
             match command {
                 Command::Serve => serve(settings).await,
                 Command::Demo => demo(settings).await,
                 Command::User(user) => user_command(settings, user).await,
-                Command::Ledger(_) => unreachable!("handled above"),
+                Command::Ledger(_) | Command::Loadtest(_) => unreachable!("handled above"),
             }
             .map(|()| ExitCode::SUCCESS)
         }
@@ -293,4 +334,55 @@ async fn verify(file: &Path, expect_head: Option<&str>) -> anyhow::Result<ExitCo
         _ => eprintln!("{}: {}", file.display(), verdict.summary()),
     }
     Ok(ExitCode::from(verdict.exit_code()))
+}
+
+async fn drill(
+    data_dir: &Path,
+    acks: &Path,
+    max_entries: usize,
+    max_seconds: u64,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    if data_dir.join("app.sqlite").exists() {
+        bail!(
+            "{} holds an app.sqlite: the drill only runs on a scratch dir",
+            data_dir.display()
+        );
+    }
+    let (ledger, _tasks) = crate::ledger::Ledger::open(data_dir, Arc::new(SystemClock)).await?;
+    let log = Arc::new(std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(acks)
+            .with_context(|| format!("opening {}", acks.display()))?,
+    ));
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(max_seconds);
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (writer, log, next) = (ledger.writer.clone(), log.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= max_entries || std::time::Instant::now() > deadline {
+                    return anyhow::Ok(());
+                }
+                let draft = crate::loadtest::synthetic_draft(n);
+                let session = draft.session.session_id.clone();
+                let receipt = writer.append(draft).await?;
+                // Written after the reply: every line is an acknowledged entry.
+                let mut file = log
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("ack log poisoned"))?;
+                writeln!(file, "{} {} {}", receipt.seq, receipt.entry_hash, session)?;
+                file.flush()?;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(())
 }

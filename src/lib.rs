@@ -18,6 +18,7 @@
 //! - `passwords`: argon2id hashing off the runtime.
 //! - `limiter`: failed sign-ins per username and per IP.
 //! - `web`: routers, extractors and middleware; `views`: maud pages.
+//! - `loadtest`: the load generator behind BENCHMARKS.md.
 //! - `error`: the HTTP error type; `metrics`: metric names; `telemetry`: logs.
 
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod domain;
 pub mod error;
 pub mod ledger;
 pub mod limiter;
+pub mod loadtest;
 pub mod metrics;
 pub mod passwords;
 pub mod registry;

@@ -123,3 +123,115 @@ impl Head {
         Ok(Head { seq, hash })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads an encoding back into fields: if this always inverts `encode`,
+    /// then `encode` is injective.
+    fn decode(mut bytes: &[u8]) -> Option<EntryFields> {
+        let mut next = || -> Option<String> {
+            let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+            let text = std::str::from_utf8(bytes.get(4..4 + len)?)
+                .ok()?
+                .to_string();
+            bytes = &bytes[4 + len..];
+            Some(text)
+        };
+        let fields = EntryFields {
+            seq: next()?.parse().ok()?,
+            entry_id: next()?,
+            session_id: next()?,
+            outcome: next()?,
+            requester_id: next()?,
+            requester_name: next()?,
+            requester_ip: next()?,
+            requester_user_agent: next()?,
+            reviewer_id: next()?,
+            reviewer_name: next()?,
+            channel: next()?,
+            code_confirmed: next()?.parse().ok()?,
+            note: next()?,
+            session_created_at: next()?,
+            decided_at: next()?,
+        };
+        bytes.is_empty().then_some(fields)
+    }
+
+    fn entry() -> impl Strategy<Value = EntryFields> {
+        let text = || ".{0,12}";
+        (
+            (
+                0i64..1_000_000,
+                text(),
+                text(),
+                text(),
+                text(),
+                text(),
+                text(),
+                text(),
+            ),
+            (text(), text(), text(), 0i64..=1, text(), text(), text()),
+        )
+            .prop_map(
+                |((seq, a, b, c, d, e, f, g), (h, i, j, k, l, m, n))| EntryFields {
+                    seq,
+                    entry_id: a,
+                    session_id: b,
+                    outcome: c,
+                    requester_id: d,
+                    requester_name: e,
+                    requester_ip: f,
+                    requester_user_agent: g,
+                    reviewer_id: h,
+                    reviewer_name: i,
+                    channel: j,
+                    code_confirmed: k,
+                    note: l,
+                    session_created_at: m,
+                    decided_at: n,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn encoding_round_trips(e in entry()) {
+            prop_assert_eq!(decode(&e.encode()), Some(e));
+        }
+
+        #[test]
+        fn different_entries_encode_differently(a in entry(), b in entry()) {
+            prop_assert_eq!(a == b, a.encode() == b.encode());
+        }
+
+        /// The classic ambiguity of plain concatenation: moving characters
+        /// across a field boundary must change the encoding (and the hash).
+        #[test]
+        fn shifting_a_field_boundary_changes_the_encoding(e in entry(), cut in 0usize..12) {
+            let mut shifted = e.clone();
+            let moved: String = shifted.requester_name.chars().take(cut).collect();
+            if moved.is_empty() { return Ok(()); }
+            shifted.requester_name = shifted.requester_name.chars().skip(cut).collect();
+            shifted.requester_id.push_str(&moved);
+            prop_assert_ne!(e.encode(), shifted.encode());
+            prop_assert_ne!(e.hash(&ZERO_HASH), shifted.hash(&ZERO_HASH));
+        }
+    }
+
+    #[test]
+    fn heads_parse_and_print() {
+        let head = Head {
+            seq: 3,
+            hash: [0xab; 32],
+        };
+        assert_eq!(Head::parse_arg(&head.to_arg()).unwrap(), head);
+        assert!(Head::parse_arg("3").is_err());
+        assert!(Head::parse_arg("-1:00").is_err());
+        assert!(Head::parse_arg(&format!("3:{}", "AB".repeat(32))).is_err());
+    }
+}

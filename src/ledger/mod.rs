@@ -9,6 +9,7 @@
 //! - `verify`: offline verification, as `peergate ledger verify` runs it.
 //! - `read`: queries for the admin pages and start-up reconciliation.
 
+pub mod build;
 pub mod chain;
 pub mod entry;
 pub mod read;
@@ -28,7 +29,7 @@ pub use chain::{EntryFields, Head};
 pub use entry::{Decider, LedgerDraft, Receipt, SessionFacts};
 pub use snapshot::{Snapshot, Snapshots};
 pub use verify::{Verdict, verify_file};
-pub use writer::{AppendError, LedgerHandle};
+pub use writer::{AppendError, LedgerHandle, WriterOptions};
 
 use crate::clock::SharedClock;
 
@@ -57,11 +58,20 @@ pub struct LedgerTasks {
 impl Ledger {
     /// Opens (creating if needed) `ledger.sqlite` in `data_dir` and starts its writer.
     pub async fn open(data_dir: &Path, clock: SharedClock) -> anyhow::Result<(Self, LedgerTasks)> {
+        Self::open_with(data_dir, clock, WriterOptions::default()).await
+    }
+
+    /// [`Ledger::open`] with non-default writer tunables (benchmarks, tests).
+    pub async fn open_with(
+        data_dir: &Path,
+        clock: SharedClock,
+        options: WriterOptions,
+    ) -> anyhow::Result<(Self, LedgerTasks)> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
         let conn = writer::open_write_connection(&path).await?;
-        let (handle, writer_task) = writer::spawn(conn, clock).await?;
+        let (handle, writer_task) = writer::spawn(conn, clock, options).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(

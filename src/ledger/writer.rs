@@ -29,7 +29,32 @@ pub const MAX_BATCH: usize = 512;
 pub const QUEUE_CAPACITY: usize = 8192;
 
 /// How long an append waits for room in a full queue before giving up.
-const QUEUE_WAIT: Duration = Duration::from_secs(2);
+pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the writer waits for a lock held by another process before the
+/// batch fails (and every caller in it is told the ledger is unavailable).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tunables of the writer; [`WriterOptions::default`] is what the service runs.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Entries per transaction at most; 1 turns group commit off (for comparison).
+    pub max_batch: usize,
+    /// Appends that may wait in the queue.
+    pub queue_capacity: usize,
+    /// How long an append waits for room in a full queue.
+    pub queue_wait: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: MAX_BATCH,
+            queue_capacity: QUEUE_CAPACITY,
+            queue_wait: QUEUE_WAIT,
+        }
+    }
+}
 
 /// The schema, applied to a new ledger; see `ledger_schema.sql`.
 const SCHEMA: &str = include_str!("../../ledger_schema.sql");
@@ -57,6 +82,7 @@ struct AppendCommand {
 pub struct LedgerHandle {
     tx: mpsc::Sender<AppendCommand>,
     head: watch::Receiver<Head>,
+    queue_wait: Duration,
 }
 
 impl LedgerHandle {
@@ -70,7 +96,7 @@ impl LedgerHandle {
             reply,
         };
         self.tx
-            .send_timeout(command, QUEUE_WAIT)
+            .send_timeout(command, self.queue_wait)
             .await
             .map_err(|e| match e {
                 mpsc::error::SendTimeoutError::Timeout(_) => {
@@ -104,7 +130,7 @@ pub async fn open_write_connection(path: &Path) -> anyhow::Result<SqliteConnecti
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(BUSY_TIMEOUT)
         .pragma("wal_autocheckpoint", "0");
     let mut conn = SqliteConnection::connect_with(&options)
         .await
@@ -187,12 +213,20 @@ pub async fn read_head(conn: &mut SqliteConnection) -> anyhow::Result<Head> {
 pub async fn spawn(
     mut conn: SqliteConnection,
     clock: SharedClock,
+    options: WriterOptions,
 ) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<()>)> {
     let head = read_head(&mut conn).await?;
-    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
     let (head_tx, head_rx) = watch::channel(head);
-    let task = tokio::spawn(run(conn, rx, head_tx, clock));
-    Ok((LedgerHandle { tx, head: head_rx }, task))
+    let task = tokio::spawn(run(conn, rx, head_tx, clock, options.max_batch.max(1)));
+    Ok((
+        LedgerHandle {
+            tx,
+            head: head_rx,
+            queue_wait: options.queue_wait,
+        },
+        task,
+    ))
 }
 
 async fn run(
@@ -200,10 +234,11 @@ async fn run(
     mut rx: mpsc::Receiver<AppendCommand>,
     head_tx: watch::Sender<Head>,
     clock: SharedClock,
+    max_batch: usize,
 ) {
     let mut head = *head_tx.borrow();
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
         let started = Instant::now();
         let decided_at = rfc3339(clock.now());
         match write_batch(&mut conn, head, &batch, &decided_at).await {
