@@ -164,7 +164,10 @@ async fn verify_cli(path: &Path, expect_head: Option<&str>) -> (i32, String) {
 async fn verify_catches_every_kind_of_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let fresh = |name: &str| dir.path().join(name);
-    let mut cases: Vec<(&str, PathBuf, &str, Option<String>, i32, &str)> = Vec::new();
+    /// What was done, to which file, with which SQL; the expected head, exit
+    /// code, and a word the verdict must contain.
+    type Case<'a> = (&'a str, PathBuf, &'a str, Option<String>, i32, &'a str);
+    let mut cases: Vec<Case> = Vec::new();
     let mut heads = Vec::new();
     for name in [
         "changed",
