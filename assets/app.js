@@ -1,5 +1,7 @@
-// peergate's own script: small on purpose. htmx and its ws extension carry the
-// live parts; this file only ticks clocks between server updates.
+// peergate's own script, small on purpose. htmx and its ws extension carry the
+// live parts; this file ticks clocks between server updates, runs the review
+// drawer, keeps the inbox count in the tab title, and continues an approved
+// sign-in by itself.
 (function () {
   "use strict";
 
@@ -7,14 +9,13 @@
 
   function formatSeconds(total) {
     total = Math.max(0, Math.floor(total));
-    var m = Math.floor(total / 60), s = total % 60;
-    return m + ":" + pad(s);
+    var h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+    return h > 0 ? h + ":" + pad(m) + ":" + pad(s) : m + ":" + pad(s);
   }
 
-  // Every element with data-countdown="<RFC 3339>" shows the time left.
-  // Every element with data-age-since="<RFC 3339>" shows the time elapsed.
-  // The server's copies replace these elements whenever anything changes, so
-  // the client's clock only fills the seconds in between.
+  // data-countdown="<RFC 3339>" shows the time left; data-age-since the time
+  // elapsed. The server replaces these elements whenever anything changes, so
+  // the client's clock only fills in the seconds between.
   function tick() {
     var now = Date.now();
     document.querySelectorAll("[data-countdown]").forEach(function (el) {
@@ -30,7 +31,118 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", tick);
+  // The inbox: count in the tab title, empty-state line, notifications.
+  var knownRows = null;
+  function refreshInbox() {
+    var list = document.getElementById("inbox-rows");
+    if (!list) { return; }
+    var rows = list.querySelectorAll("li[data-session]");
+    var n = rows.length;
+    document.title = (n > 0 ? "(" + n + ") " : "") + "Inbox · peergate";
+    var empty = document.getElementById("inbox-empty");
+    if (empty) { empty.hidden = n > 0; }
+    var ids = {};
+    rows.forEach(function (r) { ids[r.getAttribute("data-session")] = true; });
+    if (knownRows !== null) {
+      Object.keys(ids).forEach(function (id) {
+        if (!knownRows[id]) { notifyNew(document.getElementById("row-" + id)); }
+      });
+    }
+    knownRows = ids;
+  }
+
+  function notifyNew(row) {
+    var toggle = document.getElementById("notify-toggle");
+    if (!row || !toggle || !toggle.checked || !("Notification" in window)) { return; }
+    if (Notification.permission === "granted") {
+      var name = row.querySelector(".name");
+      new Notification("peergate: sign-in request", {
+        body: (name ? name.textContent : "Someone") + " is waiting for review."
+      });
+    }
+  }
+
+  // The drawer: opened when a detail arrives, closed by its buttons or Escape;
+  // focus goes back to the row that opened it (found again by session id,
+  // since live updates may have replaced the row element).
+  var openedFor = null;
+  function drawer() { return document.getElementById("drawer"); }
+
+  function closeDrawer() {
+    var d = drawer();
+    if (d && d.open) { d.close(); }
+  }
+
+  function restoreFocus() {
+    if (!openedFor) { return; }
+    var button = document.querySelector("#row-" + CSS.escape(openedFor) + " .row-open");
+    openedFor = null;
+    if (button) { button.focus(); }
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target : null;
+    if (!target) { return; }
+    var row = target.closest("li[data-session] .row-open");
+    if (row) { openedFor = row.closest("li").getAttribute("data-session"); }
+    if (target.closest("[data-close-dialog]")) { closeDrawer(); }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if ((event.key === "Enter" || event.key === " ") && event.target instanceof Element) {
+      var row = event.target.closest("li[data-session] .row-open");
+      if (row) { openedFor = row.closest("li").getAttribute("data-session"); }
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var d = drawer();
+    if (d && event.detail && event.detail.target && event.detail.target.id === "drawer-body") {
+      if (!d.open) { d.showModal(); }
+      var first = d.querySelector("input, select, textarea, button:not(.close)");
+      if (first) { first.focus(); }
+    }
+  });
+
+  function afterLiveUpdate() {
+    tick();
+    refreshInbox();
+    var form = document.querySelector("form[data-autosubmit]");
+    if (form && !form.dataset.submitted) {
+      form.dataset.submitted = "1";
+      form.submit();
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (window.htmx) {
+      // Show the server's explanation for refused decisions in the drawer.
+      window.htmx.config.responseHandling = [
+        { code: "204", swap: false },
+        { code: "[23]..", swap: true },
+        { code: "(403|404|409|422|429|503)", swap: true, error: false },
+        { code: "[45]..", swap: false, error: true }
+      ];
+    }
+    var d = drawer();
+    if (d) { d.addEventListener("close", restoreFocus); }
+    var toggle = document.getElementById("notify-toggle");
+    if (toggle && "Notification" in window) {
+      toggle.checked = localStorage.getItem("peergate.notify") === "1" && Notification.permission === "granted";
+      toggle.addEventListener("change", function () {
+        if (toggle.checked && Notification.permission !== "granted") {
+          Notification.requestPermission().then(function (p) { toggle.checked = p === "granted"; localStorage.setItem("peergate.notify", toggle.checked ? "1" : "0"); });
+        } else {
+          localStorage.setItem("peergate.notify", toggle.checked ? "1" : "0");
+        }
+      });
+    } else if (toggle) {
+      toggle.closest("label").hidden = true;
+    }
+    afterLiveUpdate();
+  });
+  document.addEventListener("htmx:wsAfterMessage", afterLiveUpdate);
+  document.addEventListener("htmx:oobAfterSwap", afterLiveUpdate);
   setInterval(tick, 1000);
   window.peergate = { tick: tick };
 })();

@@ -7,13 +7,14 @@
 //! one `broadcast` channel; each requester has a `watch` channel of its own, so
 //! a burst of inbox traffic never queues in front of a requester's outcome.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
+use axum::extract::ws::Utf8Bytes;
 
 use crate::clock::rfc3339;
 use crate::domain::{Outcome, PendingCode};
@@ -116,9 +117,26 @@ pub enum InboxEvent {
         session_id: String,
         outcome: Outcome,
     },
-    Presence {
-        reviewers_online: usize,
-    },
+}
+
+impl InboxEvent {
+    /// The requester the event is about, if it shows a session: a reviewer's
+    /// own sign-in never appears in their inbox.
+    pub fn requester_id(&self) -> Option<&str> {
+        match self {
+            InboxEvent::Added(s) | InboxEvent::Updated(s) => Some(&s.requester.id),
+            InboxEvent::Removed { .. } => None,
+        }
+    }
+}
+
+/// An inbox event as broadcast: shared by every reviewer socket, and encoded
+/// at most once per format, by whichever socket needs it first.
+#[derive(Debug)]
+pub struct Published {
+    pub event: InboxEvent,
+    pub json: OnceLock<Utf8Bytes>,
+    pub html: OnceLock<Utf8Bytes>,
 }
 
 /// What a requester's page shows; the last value is always the current one.
@@ -161,9 +179,24 @@ pub struct Registry {
 
 struct Inner {
     sessions: DashMap<String, Entry>,
-    inbox_tx: broadcast::Sender<InboxEvent>,
-    /// Reviewer sockets open now; an atomic because every socket task updates it.
-    reviewers_online: AtomicUsize,
+    inbox_tx: broadcast::Sender<Arc<Published>>,
+    /// Reviewer sockets open now. A watch, not an event: a burst of connects
+    /// collapses into the latest count for every reader.
+    presence_tx: watch::Sender<usize>,
+}
+
+/// Counts one open reviewer socket while it lives.
+pub struct PresenceGuard {
+    registry: Registry,
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        self.registry
+            .inner
+            .presence_tx
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Default for Registry {
@@ -175,22 +208,30 @@ impl Default for Registry {
 impl Registry {
     pub fn new() -> Self {
         let (inbox_tx, _) = broadcast::channel(INBOX_EVENT_BUFFER);
+        let (presence_tx, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner {
                 sessions: DashMap::new(),
                 inbox_tx,
-                reviewers_online: AtomicUsize::new(0),
+                presence_tx,
             }),
         }
     }
 
     fn publish(&self, event: InboxEvent) {
         // No reviewer connected is normal: the event has nobody to reach.
-        let _ = self.inner.inbox_tx.send(event);
+        let _ = self.inner.inbox_tx.send(Arc::new(Published {
+            event,
+            json: OnceLock::new(),
+            html: OnceLock::new(),
+        }));
     }
 
     /// Adds a session and tells the reviewers.
     pub fn insert(&self, session: PendingSession, now: DateTime<Utc>) {
+        // Inserting an id that is already present would orphan its requester
+        // channel; ids are random, so this only guards against misuse.
+        debug_assert!(!self.inner.sessions.contains_key(&session.id));
         let summary = session.summary(now);
         let (requester_tx, _) = watch::channel(RequesterStatus::Pending {
             code: session.code.clone(),
@@ -241,8 +282,71 @@ impl Registry {
     }
 
     /// Listens to inbox events.
-    pub fn subscribe_inbox(&self) -> broadcast::Receiver<InboxEvent> {
+    pub fn subscribe_inbox(&self) -> broadcast::Receiver<Arc<Published>> {
         self.inner.inbox_tx.subscribe()
+    }
+
+    /// Listens to the number of reviewers online.
+    pub fn watch_presence(&self) -> watch::Receiver<usize> {
+        self.inner.presence_tx.subscribe()
+    }
+
+    /// Counts a reviewer socket as online until the guard is dropped.
+    pub fn reviewer_connected(&self) -> PresenceGuard {
+        self.inner.presence_tx.send_modify(|n| *n += 1);
+        PresenceGuard {
+            registry: self.clone(),
+        }
+    }
+
+    /// Marks a session as being looked at by `reviewer` (a soft claim: it locks
+    /// no one out) and tells the other reviewers and the requester.
+    pub fn claim(&self, id: &str, reviewer: ReviewerRef, now: DateTime<Utc>) -> Option<PendingSession> {
+        let (session, changed) = {
+            let mut entry = self.inner.sessions.get_mut(id)?;
+            let changed = entry.session.claimed_by.as_ref().map(|r| &r.id) != Some(&reviewer.id);
+            if changed {
+                entry.session.claimed_by = Some(reviewer);
+                let status = RequesterStatus::Pending {
+                    code: entry.session.code.clone(),
+                    expires_at: entry.session.expires_at,
+                    claimed_by: entry.session.claimed_by.as_ref().map(|r| r.display_name.clone()),
+                };
+                entry.requester_tx.send_replace(status);
+            }
+            (entry.session.clone(), changed)
+        };
+        if changed {
+            self.publish(InboxEvent::Updated(Box::new(session.summary(now))));
+        }
+        Some(session)
+    }
+
+    /// Moves sessions to the level their age calls for, telling the reviewers,
+    /// and returns the ids of sessions past their expiry (not being decided).
+    pub fn tick(&self, now: DateTime<Utc>, ages: &Ages) -> Vec<String> {
+        let mut changed = Vec::new();
+        let mut expired = Vec::new();
+        for mut entry in self.inner.sessions.iter_mut() {
+            let session = &mut entry.session;
+            if now >= session.expires_at {
+                if !session.deciding {
+                    expired.push(session.id.clone());
+                }
+                continue;
+            }
+            let level = ages.level(now - session.created_at);
+            if level != session.level {
+                session.level = level;
+                changed.push(session.summary(now));
+            }
+        }
+        // Published after the iteration: no map guard is held while sending.
+        changed.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        for summary in changed {
+            self.publish(InboxEvent::Updated(Box::new(summary)));
+        }
+        expired
     }
 
     /// Replaces the code, if the session may still rotate it.
@@ -317,6 +421,26 @@ impl Registry {
 
     /// Reviewers online now.
     pub fn reviewers_online(&self) -> usize {
-        self.inner.reviewers_online.load(Ordering::SeqCst)
+        *self.inner.presence_tx.borrow()
+    }
+}
+
+/// The ages at which a session becomes `aging` and `overdue`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ages {
+    pub aging_after: Duration,
+    pub overdue_after: Duration,
+}
+
+impl Ages {
+    pub fn level(&self, age: chrono::Duration) -> Level {
+        let age = age.to_std().unwrap_or_default();
+        if age >= self.overdue_after {
+            Level::Overdue
+        } else if age >= self.aging_after {
+            Level::Aging
+        } else {
+            Level::New
+        }
     }
 }

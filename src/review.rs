@@ -5,16 +5,16 @@
 //! The rule everywhere: an outcome is appended to the ledger and acknowledged
 //! durable before `app.sqlite` or the registry changes and before anyone is told.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use crate::clock::rfc3339;
-use crate::domain::{Outcome, PendingCode, SessionToken, TokenHash, ids};
+use crate::domain::{Channel, Note, Outcome, PendingCode, SessionToken, TokenHash, ids};
 use crate::error::Error;
-use crate::ledger::{AppendError, LedgerDraft, SessionFacts};
-use crate::registry::{ClaimError, Client, Level, PendingSession, Requester, RotateError};
+use crate::ledger::{AppendError, Decider, LedgerDraft, SessionFacts};
+use crate::registry::{Ages, ClaimError, Client, Level, PendingSession, Requester, RotateError};
 use crate::state::AppState;
 use crate::store::devices;
 use crate::store::pending::{self, NewPending, PendingRow, PendingStatus};
@@ -357,4 +357,157 @@ fn restored_session(row: &PendingRow) -> anyhow::Result<PendingSession> {
         claimed_by: None,
         deciding: false,
     })
+}
+
+/// A reviewer's decision as submitted, before validation.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DecisionInput {
+    pub outcome: String,
+    pub channel: String,
+    pub code_confirmed: bool,
+    pub note: String,
+}
+
+/// A decision after validation: what the ledger will record.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub approve: bool,
+    pub channel: Channel,
+    pub code_confirmed: bool,
+    pub note: Note,
+}
+
+impl Decision {
+    /// Validates once, at the edge: approval needs the code read back, denial
+    /// needs a reason.
+    pub fn parse(input: &DecisionInput) -> Result<Self, Error> {
+        let approve = match input.outcome.as_str() {
+            "approve" => true,
+            "deny" => false,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "outcome must be \"approve\" or \"deny\", not \"{other}\""
+                )));
+            }
+        };
+        let channel: Channel = input.channel.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "channel must be one of call, chat, video, in_person, other; not \"{}\"",
+                input.channel
+            ))
+        })?;
+        let note = Note::parse(&input.note).map_err(Error::Invalid)?;
+        if approve && !input.code_confirmed {
+            return Err(Error::Invalid(
+                "To approve, confirm that the requester read this code back to you.".into(),
+            ));
+        }
+        if !approve && note.is_blank() {
+            return Err(Error::Invalid("To deny, say why in the note.".into()));
+        }
+        Ok(Self {
+            approve,
+            channel,
+            code_confirmed: input.code_confirmed,
+            note,
+        })
+    }
+}
+
+/// Why a session cannot be decided any more.
+async fn not_pending_reason(app: &AppState, id: &str) -> Error {
+    match crate::ledger::read::outcome_of(&app.ledger.reader, id).await {
+        Ok(Some(Outcome::Expired)) => Error::Expired,
+        Ok(Some(_)) => Error::AlreadyDecided,
+        Ok(None) => Error::NotFound("There is no such sign-in request.".into()),
+        Err(e) => Error::Internal(e),
+    }
+}
+
+/// Records a reviewer's decision. The order is the contract: claim the session
+/// (exactly one decider wins), append to the ledger and wait until it is
+/// durable, mirror it into `app.sqlite`, and only then tell anyone.
+pub async fn decide(
+    app: &AppState,
+    reviewer: &User,
+    id: &str,
+    decision: Decision,
+) -> Result<crate::ledger::Receipt, Error> {
+    let Some(snapshot) = app.registry.get(id) else {
+        return Err(not_pending_reason(app, id).await);
+    };
+    if snapshot.requester.id == reviewer.id {
+        return Err(Error::SelfReview);
+    }
+    let session = match app.registry.begin_decision(id) {
+        Ok(session) => session,
+        Err(ClaimError::AlreadyDeciding) => return Err(Error::AlreadyDecided),
+        Err(ClaimError::NotPending) => return Err(not_pending_reason(app, id).await),
+    };
+    if app.clock.now() >= session.expires_at {
+        // Past its expiry, even if the ticker has not got to it yet.
+        app.registry.abort_decision(id);
+        close(app, id, Outcome::Expired).await?;
+        return Err(Error::Expired);
+    }
+    let draft = LedgerDraft::decision(
+        facts(&session),
+        decision.approve,
+        Decider {
+            id: reviewer.id.clone(),
+            name: reviewer.display_name.clone(),
+        },
+        decision.channel,
+        decision.code_confirmed,
+        decision.note,
+    );
+    let outcome = draft.outcome;
+    let decided = Instant::now();
+    match app.ledger.writer.append(draft).await {
+        Ok(receipt) => {
+            tracing::info!(session_id = %id, outcome = %outcome, reviewer_id = %reviewer.id, seq = receipt.seq, "decision recorded");
+            apply_outcome(app, id, outcome).await;
+            crate::metrics::decision(outcome, session.created_at, app.clock.now(), decided.elapsed());
+            Ok(receipt)
+        }
+        Err(AppendError::Duplicate(_)) => {
+            settle_from_ledger(app, id).await;
+            Err(Error::AlreadyDecided)
+        }
+        Err(AppendError::Unavailable(reason)) => {
+            app.registry.abort_decision(id);
+            Err(Error::Unavailable(format!(
+                "The decision could not be recorded in the ledger, so nothing was approved or denied. Try again shortly. ({reason})"
+            )))
+        }
+    }
+}
+
+/// How often the ageing ticker looks at the registry.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// The ageing ticker: promotes sessions `new → aging → overdue` and expires
+/// them at their TTL. Runs until the registry's owner stops it.
+pub async fn run_ticker(app: AppState) {
+    let ages = Ages {
+        aging_after: app.settings.peer_review.aging_after,
+        overdue_after: app.settings.peer_review.overdue_after,
+    };
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let expired = app.registry.tick(app.clock.now(), &ages);
+        // Expire concurrently so the appends share group commits.
+        let mut closing = tokio::task::JoinSet::new();
+        for id in expired {
+            let app = app.clone();
+            closing.spawn(async move {
+                if let Err(e) = close(&app, &id, Outcome::Expired).await {
+                    tracing::warn!(session_id = %id, error = %e, "expiry not recorded yet; retrying on the next tick");
+                }
+            });
+        }
+        while closing.join_next().await.is_some() {}
+    }
 }

@@ -15,6 +15,10 @@ use crate::limiter::FailureLimiter;
 use crate::registry::Registry;
 use crate::state::{AppState, Shared};
 
+/// Session-end notices a socket may fall behind on; a socket that lags still
+/// finds out at its next periodic session check.
+const SESSION_END_BUFFER: usize = 256;
+
 /// The window in which failed sign-ins are counted.
 const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -23,6 +27,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     ledger_tasks: LedgerTasks,
+    /// The ageing ticker (promotions and expiries).
+    ticker: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -62,12 +68,15 @@ impl Application {
             ledger,
             registry: Registry::new(),
             clock,
+            session_ended: tokio::sync::broadcast::channel(SESSION_END_BUFFER).0,
         });
         crate::review::restore(&state).await?;
+        let ticker = tokio::spawn(crate::review::run_ticker(state.clone()));
         Ok(Self {
             listener,
             state,
             ledger_tasks,
+            ticker,
         })
     }
 
@@ -96,16 +105,22 @@ impl Application {
         // The checkpointer logs its own failures; a missing checkpoint only
         // lets the WAL grow, so it does not stop the service.
         let writer = self.ledger_tasks.writer;
-        tokio::select! {
+        let ticker = self.ticker;
+        let ticker_abort = ticker.abort_handle();
+        let outcome = tokio::select! {
             result = server => {
-                result.context("the HTTP server failed")?;
                 tracing::info!("HTTP server stopped");
+                result.context("the HTTP server failed")
             }
             result = writer => {
-                anyhow::bail!("the ledger writer ended unexpectedly: {result:?}");
+                Err(anyhow::anyhow!("the ledger writer ended unexpectedly: {result:?}"))
             }
-        }
-        Ok(())
+            result = ticker => {
+                Err(anyhow::anyhow!("the ageing ticker ended unexpectedly: {result:?}"))
+            }
+        };
+        ticker_abort.abort();
+        outcome
     }
 }
 

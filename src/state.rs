@@ -8,6 +8,7 @@ use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::domain::TokenHash;
 use crate::ledger::Ledger;
 use crate::limiter::FailureLimiter;
 use crate::registry::Registry;
@@ -28,6 +29,8 @@ pub struct Shared {
     pub clock: SharedClock,
     /// Failed sign-ins per username and per client IP.
     pub login_failures: FailureLimiter,
+    /// Browser sessions that just ended (logout), so their sockets close at once.
+    pub session_ended: tokio::sync::broadcast::Sender<TokenHash>,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 //! string, so user text (names, notes, user agents) is always inert.
 
 pub mod auth;
+pub mod inbox;
 pub mod pending;
 
 use axum::http::StatusCode;

@@ -20,8 +20,12 @@ pub struct PendingView<'a> {
 
 /// The code, large and grouped, with its expiry.
 pub fn code_block(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
+    html! { div #code-block { (code_inner(code, expires_at)) } }
+}
+
+fn code_inner(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
     html! {
-        div #code-block {
+        div {
             p.code aria-label={ "Your code: " (code.expose().chars().map(String::from).collect::<Vec<_>>().join(" ")) } {
                 (code.grouped())
             }
@@ -37,8 +41,12 @@ pub fn code_block(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
 
 /// Who is online and who is looking.
 pub fn presence(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
+    html! { div #presence aria-live="polite" { (presence_inner(reviewers_online, claimed_by)) } }
+}
+
+fn presence_inner(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
     html! {
-        div #presence aria-live="polite" {
+        div {
             @if let Some(name) = claimed_by {
                 p.claimed { strong { (name) } " is reviewing your request." }
             }
@@ -58,25 +66,29 @@ pub fn waiting(view: &PendingView<'_>) -> Markup {
         "Waiting for a colleague",
         None,
         html! {
-            section.card.narrow.pending {
-                h1 { "A colleague needs to confirm it is you" }
-                p {
-                    "Hello " (view.display_name) ". Contact a colleague you trust (a call, a chat) "
-                    "and read them this code. When they approve, this page continues by itself."
-                }
-                @if let Some(notice) = view.notice {
-                    p.alert role="alert" { (notice) }
-                }
-                (code_block(view.code, view.expires_at))
-                (presence(view.reviewers_online, view.claimed_by))
-                div.actions {
-                    @if view.rotations_left > 0 {
-                        form method="post" action="/pending/code" {
-                            button type="submit" { "Get a new code" }
-                        }
+            div #pending-live hx-ext="ws" ws-connect="/ws/pending" {
+                section.card.narrow.pending {
+                    h1 { "A colleague needs to confirm it is you" }
+                    p {
+                        "Hello " (view.display_name) ". Contact a colleague you trust (a call, a chat) "
+                        "and read them this code. When they approve, this page continues by itself."
                     }
-                    form method="post" action="/pending/cancel" {
-                        button.secondary type="submit" { "Cancel sign-in" }
+                    @if let Some(notice) = view.notice {
+                        p.alert role="alert" { (notice) }
+                    }
+                    div aria-live="polite" aria-atomic="true" {
+                        (code_block(view.code, view.expires_at))
+                    }
+                    (presence(view.reviewers_online, view.claimed_by))
+                    div.actions {
+                        @if view.rotations_left > 0 {
+                            form method="post" action="/pending/code" {
+                                button type="submit" { "Get a new code" }
+                            }
+                        }
+                        form method="post" action="/pending/cancel" {
+                            button.secondary type="submit" { "Cancel sign-in" }
+                        }
                     }
                 }
             }
@@ -84,19 +96,66 @@ pub fn waiting(view: &PendingView<'_>) -> Markup {
     )
 }
 
-/// The page after approval, before the browser completes sign-in.
-pub fn approved() -> Markup {
-    page(
-        "Approved",
-        None,
-        html! {
+/// The approved state: a form the page submits by itself (app.js), with a
+/// button in case scripts are off.
+fn approved_block() -> Markup {
+    html! {
+        div #pending-live {
             section.card.narrow.pending {
                 h1 { "Approved" }
-                p aria-live="assertive" { "Your colleague approved this sign-in. Continuing…" }
-                form #complete method="post" action="/pending/complete" {
+                p role="status" aria-live="assertive" { "Your colleague approved this sign-in. Continuing…" }
+                form #complete method="post" action="/pending/complete" data-autosubmit {
                     button.primary type="submit" { "Continue" }
                 }
             }
-        },
-    )
+        }
+    }
+}
+
+/// The page after approval, before the browser completes sign-in.
+pub fn approved() -> Markup {
+    page("Approved", None, approved_block())
+}
+
+/// Sent over the socket on approval: replaces the live area, ending the socket.
+pub fn approved_fragment() -> Markup {
+    html! { div #pending-live hx-swap-oob="true" { (approved_block()) } }
+}
+
+/// Sent over the socket when the session ends without approval.
+pub fn ended_fragment(outcome: crate::domain::Outcome) -> Markup {
+    use crate::domain::Outcome;
+    let (title, text) = match outcome {
+        Outcome::Denied => (
+            "Sign-in denied",
+            "A reviewer denied this sign-in. If it was you, contact your security team.",
+        ),
+        Outcome::Expired => (
+            "Sign-in expired",
+            "Nobody confirmed this sign-in in time. Sign in again to get a new code.",
+        ),
+        Outcome::Withdrawn | Outcome::Approved => (
+            "Sign-in withdrawn",
+            "This sign-in was cancelled, or replaced by a newer sign-in.",
+        ),
+    };
+    html! {
+        div #pending-live hx-swap-oob="true" {
+            section.card.narrow.pending.ended {
+                h1 { (title) }
+                p role="alert" { (text) }
+                p { a href="/login" { "Back to sign-in" } }
+            }
+        }
+    }
+}
+
+/// The code block, for the socket.
+pub fn code_fragment(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
+    html! { div #code-block hx-swap-oob="true" { (code_inner(code, expires_at)) } }
+}
+
+/// The presence block, for the socket.
+pub fn presence_fragment(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
+    html! { div #presence hx-swap-oob="true" aria-live="polite" { (presence_inner(reviewers_online, claimed_by)) } }
 }

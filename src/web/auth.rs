@@ -165,6 +165,8 @@ async fn logout(
         }
         let mut conn = app.db.acquire().await?;
         sessions::delete(&mut conn, &session.token_hash).await?;
+        // Its sockets close now; nobody listening is fine.
+        let _ = app.session_ended.send(session.token_hash.clone());
         tracing::info!(user_id = %session.user.id, "signed out");
     }
     let jar = jar.add(cookies::session_removal(&app));

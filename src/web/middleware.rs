@@ -136,6 +136,11 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         return Redirect::to("/login").into_response();
     }
     let status = response.status();
+    if htmx {
+        // htmx swaps a fragment where the user is looking, not a whole page.
+        let fragment = maud::html! { p.alert role="alert" { (info.message) } };
+        return (status, fragment).into_response();
+    }
     let mut page = (status, crate::views::error_page(status, &info.message)).into_response();
     if let Some(retry) = response.headers().get(header::RETRY_AFTER) {
         page.headers_mut()

@@ -5,10 +5,13 @@
 
 pub mod auth;
 pub mod cookies;
+pub mod events;
 pub mod extract;
 pub mod home;
+pub mod inbox;
 pub mod middleware;
 pub mod pending;
+pub mod ws;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -31,6 +34,8 @@ pub fn create_app(state: AppState) -> Router {
         .merge(home::router())
         .merge(auth::router())
         .merge(pending::router())
+        .merge(inbox::router())
+        .merge(ws::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::load_session,

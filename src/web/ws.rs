@@ -1,0 +1,346 @@
+//! The live sockets: `/ws/inbox` for reviewers and `/ws/pending` for the
+//! waiting requester. Authentication and the origin are checked before the
+//! upgrade (extractors and the origin middleware); after it, the server never
+//! trusts what arrives on a socket: reviewers act through HTTP, where every
+//! decision is checked again.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::events::{self, Format};
+use super::extract::{Requester, Reviewer};
+use crate::clock::rfc3339;
+use crate::domain::TokenHash;
+use crate::registry::RequesterStatus;
+use crate::state::AppState;
+use crate::store::sessions;
+
+/// tungstenite's read buffer per socket (its default, 128 KiB, would cost
+/// ~1.3 GB for 10,000 idle sockets).
+const READ_BUFFER: usize = 4 * 1024;
+/// The largest message or frame a client may send; they need to send nothing.
+const MAX_INCOMING: usize = 4 * 1024;
+/// How often the server pings.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// A socket that has sent nothing (not even a pong) for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a socket re-reads its browser session, so that changes made from
+/// the command line (disabled user, removed role) close it too.
+const RECHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// WebSocket close code for "policy violation": the session ended or lost its role.
+const POLICY_CLOSE: u16 = 1008;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ws/inbox", get(inbox_socket))
+        .route("/ws/pending", get(pending_socket))
+}
+
+#[derive(Deserialize)]
+pub struct FormatQuery {
+    format: Option<String>,
+}
+
+fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
+}
+
+fn close(reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: POLICY_CLOSE,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+async fn inbox_socket(
+    State(app): State<AppState>,
+    Reviewer(session): Reviewer,
+    Query(query): Query<FormatQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let format = Format::from_query(query.format.as_deref());
+    configure(upgrade).on_upgrade(move |socket| async move {
+        crate::metrics::socket_opened("inbox");
+        serve_inbox(app, session.token_hash, session.user.id, format, socket).await;
+        crate::metrics::socket_closed("inbox");
+    })
+}
+
+/// Still signed in, still a reviewer?
+async fn still_reviewer(app: &AppState, token: &TokenHash) -> bool {
+    match sessions::find(&app.db, token, &rfc3339(app.clock.now())).await {
+        Ok(Some(s)) => s.user.is_reviewer && s.state == sessions::SessionState::Authenticated,
+        Ok(None) => false,
+        // A database hiccup is not a reason to drop people; look again later.
+        Err(_) => true,
+    }
+}
+
+async fn serve_inbox(app: AppState, token: TokenHash, me: String, format: Format, socket: WebSocket) {
+    let (mut tx, mut rx) = socket.split();
+    // Subscribe before the snapshot, so nothing falls between the two.
+    let mut events = app.registry.subscribe_inbox();
+    let mut presence = app.registry.watch_presence();
+    let mut ended = app.session_ended.subscribe();
+    let _online = app.registry.reviewer_connected();
+
+    let snapshot = |app: &AppState| {
+        let now = app.clock.now();
+        let sessions: Vec<_> = app
+            .registry
+            .list()
+            .into_iter()
+            .filter(|s| s.requester.id != me)
+            .map(|s| s.summary(now))
+            .collect();
+        events::inbox_snapshot(&sessions, format)
+    };
+    if tx.send(Message::Text(snapshot(&app))).await.is_err() {
+        return;
+    }
+    let online = *presence.borrow_and_update();
+    if tx.send(Message::Text(events::presence(online, format))).await.is_err() {
+        return;
+    }
+
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    loop {
+        let frame = tokio::select! {
+            event = events.recv() => match event {
+                Ok(published) => {
+                    if published.event.requester_id() == Some(me.as_str()) {
+                        continue;
+                    }
+                    Message::Text(events::inbox_frame(&published, format))
+                }
+                // Fell behind: a fresh snapshot replaces what was missed.
+                Err(RecvError::Lagged(_)) => Message::Text(snapshot(&app)),
+                Err(RecvError::Closed) => break,
+            },
+            changed = presence.changed() => match changed {
+                Ok(()) => {
+                    let online = *presence.borrow_and_update();
+                    Message::Text(events::presence(online, format))
+                }
+                Err(_) => break,
+            },
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {
+                    last_heard = Instant::now();
+                    continue;
+                }
+            },
+            gone = ended.recv() => match gone {
+                Ok(hash) if hash == token => close("signed out"),
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            },
+            _ = recheck.tick() => {
+                if still_reviewer(&app, &token).await {
+                    continue;
+                }
+                close("no longer a reviewer")
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    break;
+                }
+                Message::Ping(Default::default())
+            },
+        };
+        let closing = matches!(frame, Message::Close(_));
+        if tx.send(frame).await.is_err() || closing {
+            break;
+        }
+    }
+}
+
+async fn pending_socket(
+    State(app): State<AppState>,
+    requester: Requester,
+    Query(query): Query<FormatQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let format = Format::from_query(query.format.as_deref());
+    configure(upgrade).on_upgrade(move |socket| async move {
+        crate::metrics::socket_opened("pending");
+        serve_pending(app, requester, format, socket).await;
+        crate::metrics::socket_closed("pending");
+    })
+}
+
+async fn serve_pending(app: AppState, requester: Requester, format: Format, socket: WebSocket) {
+    let (mut tx, mut rx) = socket.split();
+    let token = requester.session.token_hash.clone();
+    let mut ended = app.session_ended.subscribe();
+    let mut presence = app.registry.watch_presence();
+    let Some(mut status) = app.registry.watch_requester(&requester.pending_id) else {
+        // Not waiting any more: approved (awaiting completion) or over.
+        let outcome = crate::ledger::read::outcome_of(&app.ledger.reader, &requester.pending_id)
+            .await
+            .ok()
+            .flatten();
+        if let Some(frame) = outcome.and_then(|o| events::requester_outcome(o, format)) {
+            let _ = tx.send(Message::Text(frame)).await;
+        }
+        let _ = tx.send(close("not pending")).await;
+        return;
+    };
+
+    let mut current = status.borrow_and_update().clone();
+    let online = *presence.borrow_and_update();
+    let mut claimed: Option<String>;
+    match &current {
+        RequesterStatus::Pending {
+            code,
+            expires_at,
+            claimed_by,
+        } => {
+            claimed = claimed_by.clone();
+            let first = events::requester_status(code, *expires_at, online, claimed.as_deref(), format);
+            if tx.send(Message::Text(first)).await.is_err() {
+                return;
+            }
+            if let (Some(name), Format::Json) = (&claimed, format) {
+                let frame = events::requester_claimed(name, online, format);
+                if tx.send(Message::Text(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        RequesterStatus::Settled(outcome) => {
+            finish(&mut tx, *outcome, format).await;
+            return;
+        }
+    }
+
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    loop {
+        let frame = tokio::select! {
+            // `biased`: an outcome goes out before anything else that is ready.
+            biased;
+            changed = status.changed() => {
+                let next = status.borrow_and_update().clone();
+                if changed.is_err() && next == current {
+                    // The session left the registry without a final status.
+                    break;
+                }
+                let frames = diff(&current, &next, &mut claimed, *presence.borrow(), format);
+                current = next;
+                if let RequesterStatus::Settled(outcome) = current {
+                    finish(&mut tx, outcome, format).await;
+                    return;
+                }
+                let mut failed = false;
+                for frame in frames {
+                    failed |= tx.send(Message::Text(frame)).await.is_err();
+                }
+                if failed {
+                    break;
+                }
+                continue;
+            },
+            changed = presence.changed() => match changed {
+                Ok(()) => {
+                    let online = *presence.borrow_and_update();
+                    Message::Text(events::requester_presence(online, claimed.as_deref(), format))
+                }
+                Err(_) => break,
+            },
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {
+                    last_heard = Instant::now();
+                    continue;
+                }
+            },
+            gone = ended.recv() => match gone {
+                Ok(hash) if hash == token => close("signed out"),
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    break;
+                }
+                Message::Ping(Default::default())
+            },
+        };
+        let closing = matches!(frame, Message::Close(_));
+        if tx.send(frame).await.is_err() || closing {
+            break;
+        }
+    }
+}
+
+/// The frames that tell a requester what changed between two statuses.
+fn diff(
+    before: &RequesterStatus,
+    after: &RequesterStatus,
+    claimed: &mut Option<String>,
+    online: usize,
+    format: Format,
+) -> Vec<Utf8Bytes> {
+    let mut frames = Vec::new();
+    if let (
+        RequesterStatus::Pending { code: old, .. },
+        RequesterStatus::Pending {
+            code,
+            expires_at,
+            claimed_by,
+        },
+    ) = (before, after)
+    {
+        if old != code {
+            frames.push(events::requester_code(code, *expires_at, format));
+        }
+        if claimed_by != claimed {
+            claimed.clone_from(claimed_by);
+            if let Some(name) = claimed_by {
+                frames.push(events::requester_claimed(name, online, format));
+            }
+        }
+    }
+    frames
+}
+
+/// Sends the outcome and closes: normally after approval (the page moves on),
+/// with 1008 when the session has ended.
+async fn finish(
+    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    outcome: crate::domain::Outcome,
+    format: Format,
+) {
+    if let Some(frame) = events::requester_outcome(outcome, format) {
+        let _ = tx.send(Message::Text(frame)).await;
+    }
+    let close_frame = if outcome == crate::domain::Outcome::Approved {
+        Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: Utf8Bytes::from_static("approved"),
+        }))
+    } else {
+        close("session ended")
+    };
+    let _ = tx.send(close_frame).await;
+}
