@@ -373,10 +373,12 @@ async fn drill(
                 let session = draft.session.session_id.clone();
                 let receipt = writer.append(draft).await?;
                 // Written after the reply: every line is an acknowledged entry.
+                // One write per line, so a kill leaves at most a partial last line.
+                let line = format!("{} {} {}\n", receipt.seq, receipt.entry_hash, session);
                 let mut file = log
                     .lock()
                     .map_err(|_| anyhow::anyhow!("ack log poisoned"))?;
-                writeln!(file, "{} {} {}", receipt.seq, receipt.entry_hash, session)?;
+                file.write_all(line.as_bytes())?;
                 file.flush()?;
             }
         }));

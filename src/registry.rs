@@ -10,11 +10,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
-use axum::extract::ws::Utf8Bytes;
 
 use crate::clock::rfc3339;
 use crate::domain::{Outcome, PendingCode};
@@ -301,7 +301,12 @@ impl Registry {
 
     /// Marks a session as being looked at by `reviewer` (a soft claim: it locks
     /// no one out) and tells the other reviewers and the requester.
-    pub fn claim(&self, id: &str, reviewer: ReviewerRef, now: DateTime<Utc>) -> Option<PendingSession> {
+    pub fn claim(
+        &self,
+        id: &str,
+        reviewer: ReviewerRef,
+        now: DateTime<Utc>,
+    ) -> Option<PendingSession> {
         let (session, changed) = {
             let mut entry = self.inner.sessions.get_mut(id)?;
             let changed = entry.session.claimed_by.as_ref().map(|r| &r.id) != Some(&reviewer.id);
@@ -310,7 +315,11 @@ impl Registry {
                 let status = RequesterStatus::Pending {
                     code: entry.session.code.clone(),
                     expires_at: entry.session.expires_at,
-                    claimed_by: entry.session.claimed_by.as_ref().map(|r| r.display_name.clone()),
+                    claimed_by: entry
+                        .session
+                        .claimed_by
+                        .as_ref()
+                        .map(|r| r.display_name.clone()),
                 };
                 entry.requester_tx.send_replace(status);
             }

@@ -467,7 +467,12 @@ pub async fn decide(
         Ok(receipt) => {
             tracing::info!(session_id = %id, outcome = %outcome, reviewer_id = %reviewer.id, seq = receipt.seq, "decision recorded");
             apply_outcome(app, id, outcome).await;
-            crate::metrics::decision(outcome, session.created_at, app.clock.now(), decided.elapsed());
+            crate::metrics::decision(
+                outcome,
+                session.created_at,
+                app.clock.now(),
+                decided.elapsed(),
+            );
             Ok(receipt)
         }
         Err(AppendError::Duplicate(_)) => {

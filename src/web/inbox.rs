@@ -79,7 +79,11 @@ async fn detail_page(
         Ok(s) => s,
         Err(e) if htmx => {
             let status = e.status();
-            return Ok((status, views::inbox::drawer_message("Not available", &e.to_string())).into_response());
+            return Ok((
+                status,
+                views::inbox::drawer_message("Not available", &e.to_string()),
+            )
+                .into_response());
         }
         Err(e) => return Err(e),
     };
@@ -87,7 +91,12 @@ async fn detail_page(
     if htmx {
         Ok(detail.into_response())
     } else {
-        Ok(views::page("Review", Some(&me.user), maud::html! { section.card { (detail) } }).into_response())
+        Ok(views::page(
+            "Review",
+            Some(&me.user),
+            maud::html! { section.card { (detail) } },
+        )
+        .into_response())
     }
 }
 
@@ -162,7 +171,10 @@ async fn decide_form(
 
 async fn inbox_api(State(app): State<AppState>, Reviewer(me): Reviewer) -> Json<Value> {
     let now = app.clock.now();
-    let sessions: Vec<_> = visible(&app, &me.user).iter().map(|s| s.summary(now)).collect();
+    let sessions: Vec<_> = visible(&app, &me.user)
+        .iter()
+        .map(|s| s.summary(now))
+        .collect();
     Json(json!({ "sessions": sessions }))
 }
 

@@ -89,7 +89,13 @@ async fn still_reviewer(app: &AppState, token: &TokenHash) -> bool {
     }
 }
 
-async fn serve_inbox(app: AppState, token: TokenHash, me: String, format: Format, socket: WebSocket) {
+async fn serve_inbox(
+    app: AppState,
+    token: TokenHash,
+    me: String,
+    format: Format,
+    socket: WebSocket,
+) {
     let (mut tx, mut rx) = socket.split();
     // Subscribe before the snapshot, so nothing falls between the two.
     let mut events = app.registry.subscribe_inbox();
@@ -112,7 +118,11 @@ async fn serve_inbox(app: AppState, token: TokenHash, me: String, format: Format
         return;
     }
     let online = *presence.borrow_and_update();
-    if tx.send(Message::Text(events::presence(online, format))).await.is_err() {
+    if tx
+        .send(Message::Text(events::presence(online, format)))
+        .await
+        .is_err()
+    {
         return;
     }
 
@@ -215,7 +225,8 @@ async fn serve_pending(app: AppState, requester: Requester, format: Format, sock
             claimed_by,
         } => {
             claimed = claimed_by.clone();
-            let first = events::requester_status(code, *expires_at, online, claimed.as_deref(), format);
+            let first =
+                events::requester_status(code, *expires_at, online, claimed.as_deref(), format);
             if tx.send(Message::Text(first)).await.is_err() {
                 return;
             }

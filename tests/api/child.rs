@@ -19,6 +19,19 @@ pub fn peergate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_peergate")
 }
 
+/// A `peergate` command with a clean environment: other tests change this
+/// process's environment (figment's Jail), and a child must not inherit that.
+pub fn peergate_command() -> Command {
+    let mut command = Command::new(peergate_bin());
+    command.env_clear();
+    for key in ["PATH", "HOME", "TMPDIR", "LANG"] {
+        if let Ok(value) = std::env::var(key) {
+            command.env(key, value);
+        }
+    }
+    command
+}
+
 pub struct ChildServer {
     pub child: Child,
     pub base: String,
@@ -29,7 +42,7 @@ pub struct ChildServer {
 /// Starts `peergate serve` on port 0 with `data_dir`, and waits for its
 /// "listening" line.
 pub async fn spawn_child(data_dir: &Path, envs: &[(&str, &str)]) -> ChildServer {
-    let mut command = Command::new(peergate_bin());
+    let mut command = peergate_command();
     command
         .arg("serve")
         .env("PEERGATE__SERVER__BIND", "127.0.0.1:0")
@@ -118,7 +131,7 @@ pub async fn run_cli(
     stdin: Option<&str>,
 ) -> (i32, String, String) {
     use tokio::io::AsyncWriteExt;
-    let mut command = Command::new(peergate_bin());
+    let mut command = peergate_command();
     command
         .args(args)
         .stdin(Stdio::piped())

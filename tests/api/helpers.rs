@@ -156,12 +156,52 @@ impl TestApp {
     }
 
     /// A browser-like client: keeps cookies, does not follow redirects.
-    pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
+    pub fn client(&self) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .expect("client")
+            .expect("client");
+        Browser {
+            http,
+            jar,
+            base: self.base.clone(),
+        }
+    }
+
+    /// Opens a socket as `browser`, from our own origin.
+    pub async fn socket(&self, browser: &Browser, path: &str) -> Socket {
+        self.socket_from(browser, path, &self.base.clone())
+            .await
+            .expect("the socket opens")
+    }
+
+    /// Opens a socket with a chosen Origin; `Err` carries the HTTP status of a refusal.
+    pub async fn socket_from(
+        &self,
+        browser: &Browser,
+        path: &str,
+        origin: &str,
+    ) -> Result<Socket, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{}{}", self.addr, path);
+        let mut request = url.into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("origin"));
+        if let Some(cookie) = browser.cookie_header() {
+            request
+                .headers_mut()
+                .insert("Cookie", cookie.parse().expect("cookie"));
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(Socket { stream }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("socket error: {e}"),
+        }
     }
 
     /// A POST from our own origin.
@@ -244,4 +284,108 @@ pub fn set_cookie(headers: &HeaderMap, name: &str) -> Option<(String, String)> {
                 .to_string();
             (value, line.to_string())
         })
+}
+
+/// A cookie-keeping HTTP client, like one browser profile.
+pub struct Browser {
+    pub http: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
+    base: String,
+}
+
+impl std::ops::Deref for Browser {
+    type Target = reqwest::Client;
+    fn deref(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Browser {
+    /// The `Cookie` header this browser would send.
+    pub fn cookie_header(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url = self.base.parse().expect("base url");
+        self.jar
+            .cookies(&url)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+    }
+
+    /// The session token in the jar.
+    pub fn session_token(&self) -> Option<String> {
+        self.cookie_header()?
+            .split("; ")
+            .find_map(|c| c.strip_prefix("peergate_session="))
+            .map(str::to_string)
+    }
+}
+
+/// A WebSocket client reading JSON events.
+pub struct Socket {
+    pub stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// What a socket read produced.
+#[derive(Debug)]
+pub enum Frame {
+    Json(Value),
+    Text(String),
+    Closed(Option<u16>),
+}
+
+impl Socket {
+    /// The next text frame (pings are answered by the library), or the close.
+    pub async fn next(&mut self, within: std::time::Duration) -> Option<Frame> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()?;
+            match message {
+                Some(Ok(Message::Text(t))) => {
+                    return Some(match serde_json::from_str::<Value>(&t) {
+                        Ok(v) => Frame::Json(v),
+                        Err(_) => Frame::Text(t.to_string()),
+                    });
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Frame::Closed(frame.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(Frame::Closed(None)),
+            }
+        }
+    }
+
+    /// Reads until a JSON event of `kind` arrives (skipping others); panics on timeout.
+    pub async fn expect(&mut self, kind: &str, within: std::time::Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(Frame::Json(v)) if v["type"] == kind => return v,
+                Some(Frame::Json(_)) | Some(Frame::Text(_)) => continue,
+                Some(Frame::Closed(code)) => {
+                    panic!("socket closed ({code:?}) while waiting for `{kind}`")
+                }
+                None => panic!("no `{kind}` event within {within:?}"),
+            }
+        }
+    }
+
+    /// Reads until the socket closes; returns the close code.
+    pub async fn expect_close(&mut self, within: std::time::Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(Frame::Closed(code)) => return code,
+                Some(_) => continue,
+                None => panic!("the socket did not close within {within:?}"),
+            }
+        }
+    }
 }

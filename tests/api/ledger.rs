@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 
-use crate::child::{peergate_bin, run_cli};
+use crate::child::{peergate_command, run_cli};
 
 fn vectors() -> Value {
     serde_json::from_str(include_str!("../fixtures/ledger_vectors.json")).expect("fixture parses")
@@ -367,7 +367,7 @@ async fn a_killed_writer_loses_no_acknowledged_entry() {
     let data = dir.path().join("data");
     let acks = dir.path().join("acks.log");
     for round in 0..4u64 {
-        let mut child = tokio::process::Command::new(peergate_bin())
+        let mut child = peergate_command()
             .args([
                 "ledger",
                 "drill",
@@ -394,7 +394,9 @@ async fn a_killed_writer_loses_no_acknowledged_entry() {
             panic!("round {round}: {verdict:?}")
         };
         let log = std::fs::read_to_string(&acks).unwrap_or_default();
-        let acked: Vec<(i64, String, String)> = log
+        // Only whole lines count: the kill may cut the last one short.
+        let complete = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+        let acked: Vec<(i64, String, String)> = complete
             .lines()
             .map(|l| {
                 let mut parts = l.split(' ');

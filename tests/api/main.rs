@@ -5,5 +5,6 @@ mod child;
 mod config;
 mod helpers;
 mod ledger;
+mod live;
 mod logs;
 mod signin;
