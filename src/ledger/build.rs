@@ -8,7 +8,7 @@ use anyhow::Context;
 use sqlx::Connection;
 
 use super::chain::{EntryFields, Head};
-use super::writer::{insert_entry, open_write_connection, read_head};
+use super::writer::{ChainedRow, insert_rows, open_write_connection, read_head};
 
 /// Rows per transaction when building.
 const ROWS_PER_TRANSACTION: usize = 10_000;
@@ -24,24 +24,24 @@ pub async fn append_entries(
     let mut head = read_head(&mut conn).await?;
     let mut done = 0;
     while done < count {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut rows = Vec::with_capacity(ROWS_PER_TRANSACTION);
         for _ in 0..ROWS_PER_TRANSACTION.min(count - done) {
             let mut fields = make(head.seq + 1);
             fields.seq = head.seq + 1;
             let hash = fields.hash(&head.hash);
-            insert_entry(
-                &mut tx,
-                &fields,
-                &hex::encode(head.hash),
-                &hex::encode(hash),
-            )
-            .await?;
+            rows.push(ChainedRow {
+                prev_hash: hex::encode(head.hash),
+                entry_hash: hex::encode(hash),
+                fields,
+            });
             head = Head {
-                seq: fields.seq,
+                seq: head.seq + 1,
                 hash,
             };
             done += 1;
         }
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        insert_rows(&mut tx, &rows).await?;
         tx.commit().await.context("committing built entries")?;
     }
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -287,8 +287,14 @@ async fn run(
     tracing::info!(seq = head.seq, "ledger writer stopped");
 }
 
+/// Rows per multi-row `INSERT`: 17 parameters each, well under SQLite's limit
+/// of 32,766 bound parameters per statement.
+const ROWS_PER_INSERT: usize = 128;
+
 /// Writes one batch in one transaction. Drafts for sessions that already have
-/// an outcome are refused one by one; the rest are written.
+/// an outcome are refused one by one; the rest are written. Two statements do
+/// the work whatever the batch size: one lookup of the batch's session ids,
+/// and multi-row inserts.
 async fn write_batch(
     conn: &mut SqliteConnection,
     head: Head,
@@ -296,18 +302,19 @@ async fn write_batch(
     decided_at: &str,
 ) -> anyhow::Result<(Head, Vec<Result<Receipt, AppendError>>)> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let ids: Vec<&str> = batch
+        .iter()
+        .map(|c| c.draft.session.session_id.as_str())
+        .collect();
+    let mut taken = existing_sessions(&mut tx, &ids).await?;
     let mut results = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
     let mut next = head;
-    let mut seen = std::collections::HashSet::with_capacity(batch.len());
     for command in batch {
         let draft = &command.draft;
         let session_id = &draft.session.session_id;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM ledger_entries WHERE session_id = ?")
-                .bind(session_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_some() || !seen.insert(session_id.clone()) {
+        // `insert` is false for a session already in the ledger or earlier in this batch.
+        if !taken.insert(session_id.clone()) {
             results.push(Err(AppendError::Duplicate(session_id.clone())));
             continue;
         }
@@ -329,60 +336,90 @@ async fn write_batch(
             decided_at: decided_at.to_string(),
         };
         let hash = fields.hash(&next.hash);
-        insert_entry(
-            &mut tx,
-            &fields,
-            &hex::encode(next.hash),
-            &hex::encode(hash),
-        )
-        .await?;
         results.push(Ok(Receipt {
             seq: fields.seq,
-            entry_id: fields.entry_id,
+            entry_id: fields.entry_id.clone(),
             entry_hash: hex::encode(hash),
-            decided_at: fields.decided_at,
+            decided_at: fields.decided_at.clone(),
         }));
+        rows.push(ChainedRow {
+            prev_hash: hex::encode(next.hash),
+            entry_hash: hex::encode(hash),
+            fields,
+        });
         next = Head {
             seq: next.seq + 1,
             hash,
         };
     }
+    insert_rows(&mut tx, &rows).await?;
     tx.commit().await.context("committing a ledger batch")?;
     Ok((next, results))
 }
 
-/// Inserts one row. Shared by the writer and the tools that build ledgers.
-pub async fn insert_entry(
+/// Which of these session ids already have an outcome in the ledger.
+async fn existing_sessions(
     conn: &mut SqliteConnection,
-    f: &EntryFields,
-    prev_hash: &str,
-    entry_hash: &str,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO ledger_entries (seq, entry_id, session_id, outcome, requester_id, requester_name,
-            requester_ip, requester_user_agent, reviewer_id, reviewer_name, channel, code_confirmed,
-            note, session_created_at, decided_at, prev_hash, entry_hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(f.seq)
-    .bind(&f.entry_id)
-    .bind(&f.session_id)
-    .bind(&f.outcome)
-    .bind(&f.requester_id)
-    .bind(&f.requester_name)
-    .bind(&f.requester_ip)
-    .bind(&f.requester_user_agent)
-    .bind(&f.reviewer_id)
-    .bind(&f.reviewer_name)
-    .bind(&f.channel)
-    .bind(f.code_confirmed)
-    .bind(&f.note)
-    .bind(&f.session_created_at)
-    .bind(&f.decided_at)
-    .bind(prev_hash)
-    .bind(entry_hash)
-    .execute(&mut *conn)
-    .await
-    .with_context(|| format!("inserting ledger entry {}", f.seq))?;
+    ids: &[&str],
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_INSERT * 4) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        let sql =
+            format!("SELECT session_id FROM ledger_entries WHERE session_id IN ({placeholders})");
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
+/// An entry with its chain hashes, ready to insert.
+pub struct ChainedRow {
+    pub fields: EntryFields,
+    pub prev_hash: String,
+    pub entry_hash: String,
+}
+
+/// Inserts rows with multi-row `INSERT`s. Shared by the writer and the tools
+/// that build ledgers.
+pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[ChainedRow]) -> anyhow::Result<()> {
+    const ROW: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values = vec![ROW; chunk.len()].join(",");
+        let sql = format!(
+            "INSERT INTO ledger_entries (seq, entry_id, session_id, outcome, requester_id, requester_name,
+                requester_ip, requester_user_agent, reviewer_id, reviewer_name, channel, code_confirmed,
+                note, session_created_at, decided_at, prev_hash, entry_hash) VALUES {values}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            let f = &row.fields;
+            query = query
+                .bind(f.seq)
+                .bind(&f.entry_id)
+                .bind(&f.session_id)
+                .bind(&f.outcome)
+                .bind(&f.requester_id)
+                .bind(&f.requester_name)
+                .bind(&f.requester_ip)
+                .bind(&f.requester_user_agent)
+                .bind(&f.reviewer_id)
+                .bind(&f.reviewer_name)
+                .bind(&f.channel)
+                .bind(f.code_confirmed)
+                .bind(&f.note)
+                .bind(&f.session_created_at)
+                .bind(&f.decided_at)
+                .bind(&row.prev_hash)
+                .bind(&row.entry_hash);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("inserting ledger entries from {}", chunk[0].fields.seq))?;
+    }
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::ledger::{Ledger, WriterOptions};
 
 /// Appenders running at once; each waits for its reply before the next append,
 /// like request handlers do.
-pub const CONCURRENCY: usize = 256;
+pub const CONCURRENCY: usize = 128;
 
 /// The one-transaction-per-entry run is capped: at `synchronous=FULL` each
 /// entry costs an fsync, and the rate is what is compared.
