@@ -20,22 +20,70 @@ fn clock_text(seconds: i64) -> String {
     }
 }
 
-/// A short, readable form of a user agent: the first product token and the
-/// platform in parentheses, if any.
+/// A short, readable form of a user agent: browser and major version, and
+/// operating system, e.g. "Chrome 156 on Linux". The full string is in the drawer.
 pub fn client_summary(user_agent: &str) -> String {
-    let platform = user_agent
-        .split_once('(')
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .map(|(p, _)| p.split(';').next().unwrap_or("").trim().to_string());
-    let product = user_agent
-        .split_whitespace()
-        .rev()
-        .find(|t| t.contains('/') && !t.starts_with("Mozilla"))
-        .or_else(|| user_agent.split_whitespace().next())
-        .unwrap_or("unknown client");
-    match platform {
-        Some(p) if !p.is_empty() => format!("{product} on {p}"),
-        _ => product.to_string(),
+    const BROWSERS: [(&str, &str); 8] = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("HeadlessChrome/", "Headless Chrome"),
+        ("Chrome/", "Chrome"),
+        ("Version/", "Safari"),
+        ("curl/", "curl"),
+        ("Safari/", "Safari"),
+    ];
+    const SYSTEMS: [(&str, &str); 7] = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ];
+    let browser = BROWSERS.iter().find_map(|(token, name)| {
+        let at = user_agent.find(token)?;
+        let version: String = user_agent[at + token.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Some(if version.is_empty() {
+            (*name).to_string()
+        } else {
+            format!("{name} {version}")
+        })
+    });
+    let system = SYSTEMS
+        .iter()
+        .find(|(token, _)| user_agent.contains(token))
+        .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b,
+        (None, Some(s)) => format!("a browser on {s}"),
+        (None, None) if user_agent.trim().is_empty() => "unknown client".into(),
+        (None, None) => user_agent
+            .split_whitespace()
+            .next()
+            .unwrap_or("unknown client")
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_summary;
+
+    #[test]
+    fn user_agents_read_like_people_say_them() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+        assert_eq!(client_summary(chrome), "Chrome 156 on Linux");
+        let safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
+        assert_eq!(client_summary(safari), "Safari 18 on macOS");
+        assert_eq!(client_summary("curl/8.5.0"), "curl 8");
+        assert_eq!(client_summary(""), "unknown client");
+        assert_eq!(client_summary("weird-bot"), "weird-bot");
     }
 }
 
@@ -77,7 +125,11 @@ pub fn rows(sessions: &[Summary], oob: bool) -> Markup {
 }
 
 pub fn reviewers_online(n: usize, oob: bool) -> Markup {
-    html! { span #reviewers-online hx-swap-oob=[oob.then_some("true")] { (n) } }
+    html! {
+        span #reviewers-online hx-swap-oob=[oob.then_some("true")] {
+            (n) (if n == 1 { " reviewer online" } else { " reviewers online" })
+        }
+    }
 }
 
 pub fn inbox_page(user: &User, sessions: &[Summary], online: usize) -> Markup {
@@ -94,7 +146,7 @@ pub fn inbox_page(user: &User, sessions: &[Summary], online: usize) -> Markup {
                 div.inbox-head {
                     h1 { "Sign-in requests" }
                     p.muted {
-                        (reviewers_online(online, false)) " reviewers online · oldest first"
+                        (reviewers_online(online, false)) " · oldest first"
                     }
                     label.notify {
                         input #notify-toggle type="checkbox";

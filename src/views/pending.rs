@@ -30,10 +30,13 @@ fn code_inner(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
                 (code.grouped())
             }
             p.muted {
-                "Expires at "
-                time.expires datetime=(rfc3339(expires_at)) data-countdown=(rfc3339(expires_at)) {
-                    (expires_at.format("%H:%M:%S UTC"))
+                "Time left: "
+                strong {
+                    time.expires datetime=(rfc3339(expires_at)) data-countdown=(rfc3339(expires_at)) {
+                        (expires_at.format("until %H:%M:%S UTC"))
+                    }
                 }
+                " (this sign-in expires at " (expires_at.format("%H:%M UTC")) ")"
             }
         }
     }

@@ -1,0 +1,557 @@
+//! peergate in a real browser: headless Chromium driven through chromedriver.
+//!
+//! Locally, without Chromium, these tests say they were skipped and pass; in
+//! CI (`CI=true`) a missing browser fails them.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::helpers::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Chromium is heavy on two cores: at most two browser tests at once.
+fn browser_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| Semaphore::new(2))
+}
+
+/// A chromedriver started for one test, stopped when dropped.
+pub struct Driver {
+    child: tokio::process::Child,
+    url: String,
+    profiles: Vec<tempfile::TempDir>,
+}
+
+/// Starts chromedriver on a free port; `None` (with a message) when Chromium is
+/// not installed and this is not CI.
+pub async fn driver() -> Option<Driver> {
+    let present =
+        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
+    if !present {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!(
+                "CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing: install chromium and chromium-driver"
+            );
+        }
+        eprintln!(
+            "SKIPPED browser test: {CHROMIUM} or {CHROMEDRIVER} not found (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    }
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let child = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{url}/status"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Some(Driver {
+                child,
+                url,
+                profiles: Vec::new(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("chromedriver did not answer on {url}");
+}
+
+impl Driver {
+    /// A new browser session with its own empty profile.
+    pub async fn browser(&mut self) -> Client {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--disable-quic", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        self.profiles.push(profile);
+        let caps = match caps {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!(),
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a browser session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Where screenshots go: `target/screenshots/`.
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+/// Signs in through the form.
+async fn sign_in_ui(client: &Client, app: &TestApp, username: &str) {
+    client.goto(&app.url("/login")).await.unwrap();
+    client
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(username)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&password_of(username))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn wait_for(client: &Client, css: &str, within: Duration) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(within)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("`{css}` did not appear within {within:?}: {e}"))
+}
+
+/// Waits until `css` matches nothing.
+async fn wait_gone(client: &Client, css: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if client.find_all(Locator::Css(css)).await.unwrap().is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`{css}` still there after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn waiting_session_id(app: &TestApp) -> String {
+    app.state
+        .registry
+        .list()
+        .last()
+        .expect("a waiting session")
+        .id
+        .clone()
+}
+
+const EXEMPT_REVIEWER: Roles = Roles {
+    reviewer: true,
+    admin: false,
+    exempt: true,
+};
+const LONG: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
+    app.add_user("uma", "Uma User", PLAIN).await;
+    let reviewer = driver.browser().await;
+    let requester = driver.browser().await;
+
+    sign_in_ui(&reviewer, &app, "rita").await;
+    reviewer.goto(&app.url("/inbox")).await.unwrap();
+    wait_for(&reviewer, "#inbox-empty", LONG).await;
+
+    requester.goto(&app.url("/login")).await.unwrap();
+    screenshot(&requester, "login").await;
+    sign_in_ui(&requester, &app, "uma").await;
+    let code = wait_for(&requester, "#code-block .code", LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(regex_like_grouped(&code), "grouped code, got `{code}`");
+    let id = waiting_session_id(&app).await;
+
+    // The new row appears in the open inbox without a reload.
+    let row = wait_for(&reviewer, &format!("#row-{id} .row-open"), LONG).await;
+    let title = reviewer.title().await.unwrap();
+    assert!(title.starts_with("(1)"), "count in the tab title: {title}");
+    // The requester sees who is online once the reviewer's socket is up.
+    wait_for(&requester, "#presence", LONG).await;
+    screenshot(&requester, "waiting").await;
+
+    row.click().await.unwrap();
+    let drawer_code = wait_for(&reviewer, "dialog#drawer[open] .code", LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(drawer_code, code, "the drawer shows the requester's code");
+    // The requester is told who is looking.
+    let claimed = wait_for(&requester, "#presence .claimed", LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(claimed.contains("Rita Reviewer"), "{claimed}");
+
+    reviewer
+        .find(Locator::Css("input[name=outcome][value=approve]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    reviewer
+        .find(Locator::Css("input[name=code_confirmed]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    reviewer
+        .find(Locator::Id("note"))
+        .await
+        .unwrap()
+        .send_keys("Called Uma back on her desk phone.")
+        .await
+        .unwrap();
+    screenshot(&reviewer, "inbox-drawer").await;
+    let decided = std::time::Instant::now();
+    reviewer
+        .find(Locator::Css("form.decision button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The requester lands on the signed-in home, with no click, within 2 s.
+    let home = app.url("/").parse().unwrap();
+    requester
+        .wait()
+        .at_most(Duration::from_secs(2))
+        .for_url(&home)
+        .await
+        .expect("home within 2 s");
+    let took = decided.elapsed();
+    let body = requester
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("Signed in as Uma User"), "{body}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // The reviewer sees the recorded entry.
+    let result = wait_for(&reviewer, "dialog#drawer .result", LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(result.contains("#1"), "{result}");
+    reviewer.close().await.unwrap();
+    requester.close().await.unwrap();
+    app.stop().await;
+}
+
+fn regex_like_grouped(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() == 7
+        && b[3] == b' '
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 3 || c.is_ascii_digit())
+}
+
+#[tokio::test]
+async fn a_denial_tells_the_requester_and_clears_every_inbox() {
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
+    app.add_user("rob", "Rob Reviewer", EXEMPT_REVIEWER).await;
+    app.add_user("uma", "Uma User", PLAIN).await;
+    let rita = driver.browser().await;
+    let rob = driver.browser().await;
+    let requester = driver.browser().await;
+    for (browser, name) in [(&rita, "rita"), (&rob, "rob")] {
+        sign_in_ui(browser, &app, name).await;
+        browser.goto(&app.url("/inbox")).await.unwrap();
+        wait_for(browser, "#inbox-rows", LONG).await;
+    }
+    sign_in_ui(&requester, &app, "uma").await;
+    wait_for(&requester, "#code-block", LONG).await;
+    let id = waiting_session_id(&app).await;
+    let row = format!("#row-{id}");
+    wait_for(&rob, &row, LONG).await;
+    wait_for(&rita, &format!("{row} .row-open"), LONG)
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&rita, "dialog#drawer[open] form.decision", LONG).await;
+    // Rob sees that Rita is on it.
+    let claimed = wait_for(&rob, &format!("{row} .claimed-by"), LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(claimed.contains("Rita Reviewer"));
+
+    rita.find(Locator::Css("input[name=outcome][value=deny]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    rita.find(Locator::Id("note"))
+        .await
+        .unwrap()
+        .send_keys("Uma is on leave; she did not sign in.")
+        .await
+        .unwrap();
+    rita.find(Locator::Css("form.decision button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let message = wait_for(&requester, ".ended", LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(message.contains("denied"), "{message}");
+    wait_gone(&rob, &row, LONG).await;
+    let title = rob.title().await.unwrap();
+    assert!(
+        !title.starts_with('('),
+        "no count left in the title: {title}"
+    );
+    for b in [rita, rob, requester] {
+        b.close().await.unwrap();
+    }
+    app.stop().await;
+}
+
+/// Sends one key to whatever has focus.
+async fn press(client: &Client, key: &str) {
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+}
+
+const TAB: &str = "\u{e004}";
+const ENTER: &str = "\u{e007}";
+const SPACE: &str = " ";
+const ESCAPE: &str = "\u{e00c}";
+
+/// Tabs through the page until `css` has focus.
+async fn tab_to(client: &Client, css: &str) {
+    for _ in 0..30 {
+        let focused = client
+            .execute(
+                &format!(
+                    "return document.activeElement && document.activeElement.matches({css:?});"
+                ),
+                vec![],
+            )
+            .await
+            .unwrap();
+        if focused == json!(true) {
+            return;
+        }
+        press(client, TAB).await;
+    }
+    panic!("never reached `{css}` with Tab");
+}
+
+async fn focused_matches(client: &Client, css: &str) -> bool {
+    client
+        .execute(
+            &format!(
+                "return !!(document.activeElement && document.activeElement.matches({css:?}));"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap()
+        == json!(true)
+}
+
+#[tokio::test]
+async fn the_drawer_works_from_the_keyboard() {
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
+    app.add_user("uma", "Uma User", PLAIN).await;
+    let rita = driver.browser().await;
+    let uma = app.client();
+    app.sign_in(&uma, "uma", "half_authenticated").await;
+    let id = waiting_session_id(&app).await;
+    sign_in_ui(&rita, &app, "rita").await;
+    rita.goto(&app.url("/inbox")).await.unwrap();
+    let button = format!("#row-{id} .row-open");
+    wait_for(&rita, &button, LONG).await;
+
+    // Open with Enter, close with Escape: focus is back on the row.
+    tab_to(&rita, &button).await;
+    press(&rita, ENTER).await;
+    wait_for(&rita, "dialog#drawer[open] form.decision", LONG).await;
+    press(&rita, ESCAPE).await;
+    wait_gone(&rita, "dialog#drawer[open]", LONG).await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !focused_matches(&rita, &button).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "focus did not return to the row"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Open again and decide with the keyboard alone.
+    press(&rita, ENTER).await;
+    wait_for(&rita, "dialog#drawer[open] form.decision", LONG).await;
+    tab_to(&rita, "input[name=outcome][value=approve]").await;
+    press(&rita, SPACE).await;
+    tab_to(&rita, "input[name=code_confirmed]").await;
+    press(&rita, SPACE).await;
+    tab_to(&rita, "#note").await;
+    press(&rita, "Confirmed by phone, read back.").await;
+    tab_to(&rita, "form.decision button[type=submit]").await;
+    press(&rita, ENTER).await;
+    wait_for(&rita, "dialog#drawer[open] .result", LONG).await;
+    press(&rita, ESCAPE).await;
+    wait_gone(&rita, "dialog#drawer[open]", LONG).await;
+
+    let outcome = peergate::ledger::read::outcome_of(&app.state.ledger.reader, &id)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Some(peergate::domain::Outcome::Approved));
+    rita.close().await.unwrap();
+    app.stop().await;
+}
+
+/// Every `src` and `href` on a page, resolved by the browser.
+async fn external_references(client: &Client, origin: &str) -> Vec<String> {
+    let urls = client
+        .execute(
+            "return Array.from(document.querySelectorAll('[src],[href]')).map(e => e.src || e.href)
+                .concat(performance.getEntriesByType('resource').map(r => r.name));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    urls.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u.as_str())
+        .filter(|u| !u.starts_with(origin) && !u.starts_with("ws://127.0.0.1") && !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn no_page_loads_anything_from_elsewhere() {
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user(
+        "ada",
+        "Ada Admin",
+        Roles {
+            reviewer: true,
+            admin: true,
+            exempt: true,
+        },
+    )
+    .await;
+    app.add_user("uma", "Uma User", PLAIN).await;
+    let uma = driver.browser().await;
+    sign_in_ui(&uma, &app, "uma").await;
+    wait_for(&uma, "#code-block", LONG).await;
+    assert_eq!(
+        external_references(&uma, &app.base).await,
+        Vec::<String>::new(),
+        "/pending"
+    );
+    let ada = driver.browser().await;
+    ada.goto(&app.url("/login")).await.unwrap();
+    assert_eq!(
+        external_references(&ada, &app.base).await,
+        Vec::<String>::new(),
+        "/login"
+    );
+    sign_in_ui(&ada, &app, "ada").await;
+    for path in ["/", "/inbox"] {
+        ada.goto(&app.url(path)).await.unwrap();
+        wait_for(&ada, "main", LONG).await;
+        assert_eq!(
+            external_references(&ada, &app.base).await,
+            Vec::<String>::new(),
+            "{path}"
+        );
+    }
+    uma.close().await.unwrap();
+    ada.close().await.unwrap();
+    app.stop().await;
+}
