@@ -71,22 +71,6 @@ pub fn client_summary(user_agent: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::client_summary;
-
-    #[test]
-    fn user_agents_read_like_people_say_them() {
-        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
-        assert_eq!(client_summary(chrome), "Chrome 156 on Linux");
-        let safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
-        assert_eq!(client_summary(safari), "Safari 18 on macOS");
-        assert_eq!(client_summary("curl/8.5.0"), "curl 8");
-        assert_eq!(client_summary(""), "unknown client");
-        assert_eq!(client_summary("weird-bot"), "weird-bot");
-    }
-}
-
 /// One row of the inbox; opening it loads the detail into the drawer.
 pub fn row(s: &Summary, oob: bool) -> Markup {
     html! {
@@ -264,5 +248,21 @@ pub fn removed(session_id: &str, outcome: Outcome) -> Markup {
         div id={ "drawer-notice-" (session_id) } hx-swap-oob="true" {
             p.alert role="alert" { "This request " (what) ". Nothing more to do here." }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_summary;
+
+    #[test]
+    fn user_agents_read_like_people_say_them() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+        assert_eq!(client_summary(chrome), "Chrome 156 on Linux");
+        let safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
+        assert_eq!(client_summary(safari), "Safari 18 on macOS");
+        assert_eq!(client_summary("curl/8.5.0"), "curl 8");
+        assert_eq!(client_summary(""), "unknown client");
+        assert_eq!(client_summary("weird-bot"), "weird-bot");
     }
 }
