@@ -83,6 +83,16 @@
   document.addEventListener("click", function (event) {
     var target = event.target instanceof Element ? event.target : null;
     if (!target) { return; }
+    var copy = target.closest("[data-copy-from]");
+    if (copy) {
+      var source = document.getElementById(copy.getAttribute("data-copy-from"));
+      if (source && navigator.clipboard) {
+        navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+          copy.textContent = "Copied";
+          setTimeout(function () { copy.textContent = "Copy"; }, 1500);
+        });
+      }
+    }
     var row = target.closest("li[data-session] .row-open");
     if (row) { openedFor = row.closest("li").getAttribute("data-session"); }
     if (target.closest("[data-close-dialog]")) { closeDrawer(); }

@@ -39,3 +39,50 @@ pub fn socket_opened(kind: &'static str) {
 pub fn socket_closed(kind: &'static str) {
     metrics::gauge!("peergate_sockets", "kind" => kind).decrement(1.0);
 }
+
+/// A pending session ended without a reviewer (expired, withdrawn).
+pub fn closed(outcome: crate::domain::Outcome) {
+    metrics::counter!("peergate_decisions_total", "outcome" => outcome.as_str()).increment(1);
+}
+
+/// The Prometheus recorder, installed once per process (tests run several
+/// services in one process; they share it).
+pub fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("peergate_time_to_decision_seconds".into()),
+                    &[30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_seconds".into()),
+                        &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("peergate_ledger_batch_size".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                });
+            match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed; /metrics will be empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Gauges read at scrape time from their source of truth.
+pub fn set_pending(pending: usize, reviewers_online: usize) {
+    metrics::gauge!("peergate_pending_sessions").set(pending as f64);
+    metrics::gauge!("peergate_reviewers_online").set(reviewers_online as f64);
+}

@@ -170,6 +170,7 @@ pub async fn close(app: &AppState, id: &str, outcome: Outcome) -> Result<bool, E
         Ok(receipt) => {
             tracing::info!(session_id = %id, outcome = %outcome, seq = receipt.seq, "pending session closed");
             apply_outcome(app, id, outcome).await;
+            crate::metrics::closed(outcome);
             Ok(true)
         }
         Err(AppendError::Duplicate(_)) => {

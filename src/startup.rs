@@ -49,6 +49,7 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let data_dir = settings.storage.data_dir.clone();
+        crate::metrics::prometheus();
         let db = crate::store::open(&data_dir).await?;
         let version = crate::store::check_sqlite_version(&db).await?;
         tracing::info!(sqlite_version = %version, data_dir = %data_dir.display(), "storage open");

@@ -3,6 +3,7 @@
 //! truth, and this file only mirrors them (see `review::settle_from_ledger`).
 
 pub mod devices;
+pub mod downloads;
 pub mod pending;
 pub mod sessions;
 pub mod users;

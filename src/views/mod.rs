@@ -2,6 +2,7 @@
 //! data and return `Markup`; they do no I/O. maud escapes every interpolated
 //! string, so user text (names, notes, user agents) is always inert.
 
+pub mod admin;
 pub mod auth;
 pub mod inbox;
 pub mod pending;

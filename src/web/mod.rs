@@ -3,6 +3,7 @@
 //! Layers, outermost first: tracing, error rendering, the origin check, body
 //! limit, then the session lookup that every handler's extractors read.
 
+pub mod admin;
 pub mod auth;
 pub mod cookies;
 pub mod events;
@@ -35,6 +36,7 @@ pub fn create_app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(pending::router())
         .merge(inbox::router())
+        .merge(admin::router())
         .merge(ws::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

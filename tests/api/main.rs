@@ -1,6 +1,7 @@
 //! peergate's integration tests: one binary, real servers on 127.0.0.1:0,
 //! real SQLite files in temporary dirs.
 
+mod admin;
 mod browser;
 mod child;
 mod config;
