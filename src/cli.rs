@@ -57,6 +57,13 @@ pub enum LoadtestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Build a ledger of N entries, then time a snapshot and `ledger verify`.
+    Snapshot {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +155,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Loadtest(LoadtestCommand::Ledger { entries, json }) => {
             let report = crate::loadtest::ledger::run(entries).await?;
             crate::loadtest::print_report(&crate::loadtest::ledger::rows(&report), &report, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadtest(LoadtestCommand::Snapshot { entries, json }) => {
+            let report = crate::loadtest::snapshot::run(entries).await?;
+            crate::loadtest::print_report(&crate::loadtest::snapshot::rows(&report), &report, json);
             Ok(ExitCode::SUCCESS)
         }
         command => {

@@ -34,44 +34,75 @@ pub struct EntryFields {
     pub decided_at: String,
 }
 
-fn field(out: &mut Vec<u8>, text: &str) {
-    // A column longer than 4 GiB cannot be stored by SQLite's default limits
-    // (1 GB), so the length always fits in a u32.
-    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    // SQLite's default limits cap a column at 1 GB, so the length always fits
+    // in a u32.
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The number of hashed fields, in order: seq, entry_id, session_id, outcome,
+/// requester_id, requester_name, requester_ip, requester_user_agent,
+/// reviewer_id, reviewer_name, channel, code_confirmed, note,
+/// session_created_at, decided_at.
+pub const FIELD_COUNT: usize = 15;
+
+/// The length-prefixed encoding of fields given as bytes, in hashing order.
+pub fn encode_parts(parts: &[&[u8]; FIELD_COUNT]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for part in parts {
+        field(&mut out, part);
+    }
+    out
+}
+
+/// The entry hash of fields given as bytes (as stored), chained to `prev_hash`.
+pub fn hash_parts(prev_hash: &[u8; 32], parts: &[&[u8]; FIELD_COUNT]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(FORMAT.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(prev_hash);
+    let mut len = [0u8; 4];
+    for part in parts {
+        len.copy_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+        hasher.update(&len);
+        hasher.update(part);
+    }
+    *hasher.finalize().as_bytes()
 }
 
 impl EntryFields {
+    fn with_parts<T>(&self, f: impl FnOnce(&[&[u8]; FIELD_COUNT]) -> T) -> T {
+        let seq = self.seq.to_string();
+        let confirmed = self.code_confirmed.to_string();
+        f(&[
+            seq.as_bytes(),
+            self.entry_id.as_bytes(),
+            self.session_id.as_bytes(),
+            self.outcome.as_bytes(),
+            self.requester_id.as_bytes(),
+            self.requester_name.as_bytes(),
+            self.requester_ip.as_bytes(),
+            self.requester_user_agent.as_bytes(),
+            self.reviewer_id.as_bytes(),
+            self.reviewer_name.as_bytes(),
+            self.channel.as_bytes(),
+            confirmed.as_bytes(),
+            self.note.as_bytes(),
+            self.session_created_at.as_bytes(),
+            self.decided_at.as_bytes(),
+        ])
+    }
+
     /// The fields in hashing order, each length-prefixed.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        field(&mut out, &self.seq.to_string());
-        field(&mut out, &self.entry_id);
-        field(&mut out, &self.session_id);
-        field(&mut out, &self.outcome);
-        field(&mut out, &self.requester_id);
-        field(&mut out, &self.requester_name);
-        field(&mut out, &self.requester_ip);
-        field(&mut out, &self.requester_user_agent);
-        field(&mut out, &self.reviewer_id);
-        field(&mut out, &self.reviewer_name);
-        field(&mut out, &self.channel);
-        field(&mut out, &self.code_confirmed.to_string());
-        field(&mut out, &self.note);
-        field(&mut out, &self.session_created_at);
-        field(&mut out, &self.decided_at);
-        out
+        self.with_parts(encode_parts)
     }
 
     /// This entry's hash, chained to `prev_hash`.
     pub fn hash(&self, prev_hash: &[u8; 32]) -> [u8; 32] {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(FORMAT.as_bytes());
-        hasher.update(b"\n");
-        hasher.update(prev_hash);
-        hasher.update(&self.encode());
-        *hasher.finalize().as_bytes()
+        self.with_parts(|parts| hash_parts(prev_hash, parts))
     }
 }
 

@@ -2,6 +2,7 @@
 //! bounded in count and time, uses loopback only, and stops by itself.
 
 pub mod ledger;
+pub mod snapshot;
 
 use serde::Serialize;
 

@@ -36,6 +36,8 @@ pub struct AdminView<'a> {
     pub pending_now: usize,
     pub reviewers_online: usize,
     pub downloads: &'a [Download],
+    /// The newest entries, for a glance at what happened last.
+    pub latest: &'a [StoredEntry],
 }
 
 pub fn dashboard(v: &AdminView<'_>) -> Markup {
@@ -90,7 +92,13 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                     "peergate ledger verify " (s.filename) " --expect-head " (snapshot_head)
                 }
                 p.hint { "Keep the head somewhere else too: a later download that does not contain it has lost or rewritten history." }
-                p { a href="/admin/ledger" { "Browse the ledger" } }
+                h3 { "Latest entries" }
+                @if v.latest.is_empty() {
+                    p.muted { "The ledger is empty." }
+                } @else {
+                    (entries_table(v.latest))
+                }
+                p { a href="/admin/ledger" { "Browse the whole ledger" } }
             }
             section.card {
                 h2 { "Recent downloads" }
@@ -151,6 +159,35 @@ pub fn ledger_page(
                 button type="submit" { "Filter" }
             }
             @if let Some(notice) = notice { p.notice { (notice) } }
+            (entries_table(entries))
+            @if entries.is_empty() { p.muted { "No entries match." } }
+            @if let Some(before) = next_before {
+                p {
+                    a href={
+                        "/admin/ledger?before=" (before)
+                        @if let Some(o) = query.outcome { "&outcome=" (o) }
+                        @if let Some(u) = query.user { "&user=" (urlencode(u)) }
+                    } { "Older entries →" }
+                }
+            }
+        },
+    )
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every column of the given entries; hashes shortened with the full value on hover.
+pub fn entries_table(entries: &[StoredEntry]) -> Markup {
+    html! {
             div.table-wrap {
                 table.entries {
                     thead {
@@ -182,27 +219,5 @@ pub fn ledger_page(
                     }
                 }
             }
-            @if entries.is_empty() { p.muted { "No entries match." } }
-            @if let Some(before) = next_before {
-                p {
-                    a href={
-                        "/admin/ledger?before=" (before)
-                        @if let Some(o) = query.outcome { "&outcome=" (o) }
-                        @if let Some(u) = query.user { "&user=" (urlencode(u)) }
-                    } { "Older entries →" }
-                }
-            }
-        },
-    )
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    }
 }

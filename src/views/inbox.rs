@@ -205,7 +205,7 @@ pub fn decision_form(session_id: &str, error: Option<&str>) -> Markup {
 }
 
 /// What the decider sees once the ledger has the decision.
-pub fn recorded(outcome: Outcome, seq: i64, entry_hash: &str, name: &str) -> Markup {
+pub fn recorded(outcome: Outcome, seq: i64, entry_hash: &str, name: &str, note: &str) -> Markup {
     html! {
         div.detail.result {
             div.detail-head {
@@ -215,6 +215,10 @@ pub fn recorded(outcome: Outcome, seq: i64, entry_hash: &str, name: &str) -> Mar
             p role="status" {
                 "Your decision on " (name) "'s sign-in is recorded in the ledger as entry "
                 strong { "#" (seq) } ", hash " code title=(entry_hash) { (&entry_hash[..12.min(entry_hash.len())]) "…" } "."
+            }
+            @if !note.is_empty() {
+                p { "Your note:" }
+                blockquote.note { (note) }
             }
             div.actions { button.primary type="button" data-close-dialog { "Close" } }
         }

@@ -23,6 +23,8 @@ use crate::views;
 
 /// Entries per ledger page.
 const PAGE_SIZE: i64 = 50;
+/// Newest entries shown on the dashboard.
+const LATEST_ENTRIES: i64 = 5;
 /// Downloads listed on the dashboard.
 const RECENT_DOWNLOADS: i64 = 20;
 
@@ -49,6 +51,7 @@ async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<R
     let snapshot = current_snapshot(&app).await?;
     let kpis = read::kpis(&app.ledger.reader, app.clock.now()).await?;
     let recent = downloads::recent(&app.db, RECENT_DOWNLOADS).await?;
+    let latest = read::page(&app.ledger.reader, &EntryFilter::default(), LATEST_ENTRIES).await?;
     Ok(views::admin::dashboard(&views::admin::AdminView {
         user: &admin.user,
         head: app.ledger.writer.head(),
@@ -57,6 +60,7 @@ async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<R
         pending_now: app.registry.len(),
         reviewers_online: app.registry.reviewers_online(),
         downloads: &recent,
+        latest: &latest,
     })
     .into_response())
 }

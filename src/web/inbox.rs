@@ -131,6 +131,9 @@ async fn decide_form(
         .get(&id)
         .map(|s| s.requester.display_name)
         .unwrap_or_default();
+    let note = crate::domain::Note::parse(&input.note)
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_default();
     let result = match Decision::parse(&input) {
         Ok(decision) => review::decide(&app, &me.user, &id, decision).await,
         Err(e) => Err(e),
@@ -142,7 +145,8 @@ async fn decide_form(
             } else {
                 crate::domain::Outcome::Denied
             };
-            let recorded = views::inbox::recorded(outcome, receipt.seq, &receipt.entry_hash, &name);
+            let recorded =
+                views::inbox::recorded(outcome, receipt.seq, &receipt.entry_hash, &name, &note);
             if is_htmx(&headers) {
                 Ok(recorded.into_response())
             } else {

@@ -77,10 +77,23 @@ pub async fn driver() -> Option<Driver> {
 impl Driver {
     /// A new browser session with its own empty profile.
     pub async fn browser(&mut self) -> Client {
+        self.browser_downloading_to(None).await
+    }
+
+    /// A browser session that saves downloads into `downloads`.
+    pub async fn browser_downloading_to(&mut self, downloads: Option<&std::path::Path>) -> Client {
         let profile = tempfile::tempdir().expect("profile dir");
+        let prefs = match downloads {
+            Some(dir) => json!({
+                "download.default_directory": dir.display().to_string(),
+                "download.prompt_for_download": false,
+            }),
+            None => json!({}),
+        };
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
+                "prefs": prefs,
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -542,7 +555,7 @@ async fn no_page_loads_anything_from_elsewhere() {
         "/login"
     );
     sign_in_ui(&ada, &app, "ada").await;
-    for path in ["/", "/inbox"] {
+    for path in ["/", "/inbox", "/admin", "/admin/ledger"] {
         ada.goto(&app.url(path)).await.unwrap();
         wait_for(&ada, "main", LONG).await;
         assert_eq!(
@@ -552,6 +565,169 @@ async fn no_page_loads_anything_from_elsewhere() {
         );
     }
     uma.close().await.unwrap();
+    ada.close().await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_page_hands_over_a_file_with_the_checksum_it_shows() {
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user(
+        "ada",
+        "Ada Admin",
+        Roles {
+            reviewer: true,
+            admin: true,
+            exempt: true,
+        },
+    )
+    .await;
+    for i in 0..7 {
+        app.state
+            .ledger
+            .writer
+            .append(peergate::loadtest::synthetic_draft(i))
+            .await
+            .unwrap();
+    }
+    let downloads = tempfile::tempdir().unwrap();
+    let ada = driver.browser_downloading_to(Some(downloads.path())).await;
+    sign_in_ui(&ada, &app, "ada").await;
+    ada.goto(&app.url("/admin")).await.unwrap();
+    let shown = wait_for(&ada, "#snapshot-sha256", LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), 64);
+    let head = ada
+        .find(Locator::Id("ledger-head"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(head.starts_with("7:"), "{head}");
+    screenshot(&ada, "admin").await;
+
+    ada.find(Locator::Id("download-ledger"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let file = downloads.path().join("ledger-7.sqlite");
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !file.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the download did not arrive: {:?}",
+            std::fs::read_dir(downloads.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Chrome writes to a .crdownload file and renames it when done.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    use sha2::Digest;
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        shown,
+        "the page's SHA-256 is the file's"
+    );
+    assert!(matches!(
+        peergate::ledger::verify_file(
+            &file,
+            Some(peergate::ledger::Head::parse_arg(&head).unwrap())
+        )
+        .await,
+        peergate::ledger::Verdict::Valid { entries: 7, .. }
+    ));
+    ada.close().await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn markup_in_a_note_stays_text_everywhere() {
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user(
+        "ada",
+        "Ada Admin",
+        Roles {
+            reviewer: true,
+            admin: true,
+            exempt: true,
+        },
+    )
+    .await;
+    app.add_user("uma", "<i>Uma</i> User", PLAIN).await;
+    let uma = app.client();
+    app.sign_in(&uma, "uma", "half_authenticated").await;
+    let id = waiting_session_id(&app).await;
+    let ada = driver.browser().await;
+    sign_in_ui(&ada, &app, "ada").await;
+    ada.goto(&app.url("/inbox")).await.unwrap();
+    wait_for(&ada, &format!("#row-{id} .row-open"), LONG)
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&ada, "dialog#drawer[open] form.decision", LONG).await;
+    let note = "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">";
+    ada.find(Locator::Css("input[name=outcome][value=deny]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    ada.find(Locator::Id("note"))
+        .await
+        .unwrap()
+        .send_keys(note)
+        .await
+        .unwrap();
+    ada.find(Locator::Css("form.decision button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let quote = wait_for(&ada, "dialog#drawer .result blockquote.note", LONG)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(quote, note, "the inbox shows the note as text");
+    for (path, css) in [("/admin/ledger", "td.note"), ("/admin", "td.note")] {
+        ada.goto(&app.url(path)).await.unwrap();
+        let shown = wait_for(&ada, css, LONG).await.text().await.unwrap();
+        assert_eq!(shown, note, "{path} shows the note as text");
+        let name = ada
+            .find(Locator::Css("table.entries tbody tr td:nth-child(3)"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(name.contains("<i>Uma</i> User"), "{path}: {name}");
+    }
+    let pwned = ada
+        .execute("return window.pwned === undefined;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, json!(true), "no script ran");
     ada.close().await.unwrap();
     app.stop().await;
 }
