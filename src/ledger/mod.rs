@@ -82,7 +82,11 @@ impl Ledger {
             )
             .await
             .with_context(|| format!("opening {} for reading", path.display()))?;
-        let snapshots = Arc::new(Snapshots::new(data_dir.join("snapshots"), reader.clone())?);
+        let snapshots = Arc::new(Snapshots::new(
+            data_dir.join("snapshots"),
+            path.clone(),
+            reader.clone(),
+        )?);
         let checkpointer = tokio::spawn(run_checkpointer(path.clone(), handle.watch_head()));
         Ok((
             Self {

@@ -3,11 +3,7 @@
 
 use std::path::Path;
 
-use futures_util::TryStreamExt;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, Row, SqliteConnection};
-
-use super::chain::{EntryFields, FORMAT, Head, ZERO_HASH, parse_hash};
+use super::chain::{FIELD_COUNT, FORMAT, Head, ZERO_HASH, hash_parts, parse_hash};
 use crate::domain::Outcome;
 
 /// What verification found.
@@ -57,7 +53,19 @@ fn invalid(seq: i64, reason: impl Into<String>) -> Verdict {
 
 /// Verifies the ledger at `path`; with `expect_head`, also checks that the
 /// ledger holds that entry at that seq (catching a cut-off or rewritten history).
+///
+/// Runs on a blocking thread with rusqlite (sharing sqlx's SQLite library):
+/// a tight row loop over borrowed column bytes, no per-field allocation.
 pub async fn verify_file(path: &Path, expect_head: Option<Head>) -> Verdict {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || verify_blocking(&path, expect_head))
+        .await
+        .unwrap_or_else(|e| Verdict::NotALedger(format!("verification stopped: {e}")))
+}
+
+/// The synchronous body of [`verify_file`].
+pub fn verify_blocking(path: &Path, expect_head: Option<Head>) -> Verdict {
+    use rusqlite::OpenFlags;
     if !path.is_file() {
         return Verdict::NotALedger(format!("{} is not a file", path.display()));
     }
@@ -66,35 +74,55 @@ pub async fn verify_file(path: &Path, expect_head: Option<Head>) -> Verdict {
     // a downloaded copy never writes beside it.
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .immutable(!Path::new(&wal).exists());
-    let mut conn = match SqliteConnection::connect_with(&options).await {
+    let immutable = !Path::new(&wal).exists();
+    let uri = format!(
+        "file:{}?mode=ro{}",
+        percent_path(path),
+        if immutable { "&immutable=1" } else { "" }
+    );
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match rusqlite::Connection::open_with_flags(&uri, flags) {
         Ok(conn) => conn,
         Err(e) => return Verdict::NotALedger(format!("cannot open it as SQLite: {e}")),
     };
-    let verdict = verify_connection(&mut conn, expect_head).await;
-    let _ = conn.close().await;
-    verdict
+    verify_connection(&conn, expect_head)
 }
 
-async fn verify_connection(conn: &mut SqliteConnection, expect_head: Option<Head>) -> Verdict {
-    let tables: Vec<String> =
-        match sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&mut *conn)
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => return Verdict::NotALedger(format!("not a readable SQLite database: {e}")),
-        };
+/// Escapes a path for a `file:` URI.
+fn percent_path(path: &Path) -> String {
+    path.to_string_lossy()
+        .bytes()
+        .map(|b| match b {
+            b'?' | b'#' | b'%' => format!("%{b:02X}"),
+            _ => (b as char).to_string(),
+        })
+        .collect()
+}
+
+fn verify_connection(conn: &rusqlite::Connection, expect_head: Option<Head>) -> Verdict {
+    let tables: Result<Vec<String>, _> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect());
+    let tables = match tables {
+        Ok(t) => t,
+        Err(e) => return Verdict::NotALedger(format!("not a readable SQLite database: {e}")),
+    };
     if !tables.iter().any(|t| t == "ledger_entries") || !tables.iter().any(|t| t == "ledger_meta") {
         return Verdict::NotALedger("it has no ledger_entries and ledger_meta tables".into());
     }
-    let format: Result<Option<String>, _> =
-        sqlx::query_scalar("SELECT CAST(value AS TEXT) FROM ledger_meta WHERE key = 'format'")
-            .fetch_optional(&mut *conn)
-            .await;
+    let format: Result<Option<String>, _> = conn
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM ledger_meta WHERE key = 'format'",
+            [],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            other => Err(other),
+        });
     match format {
         Ok(Some(f)) if f == FORMAT => {}
         Ok(Some(f)) => {
@@ -112,11 +140,11 @@ async fn verify_connection(conn: &mut SqliteConnection, expect_head: Option<Head
         Err(e) => return Verdict::NotALedger(format!("cannot read ledger_meta: {e}")),
     }
 
-    let head = match check_chain(conn).await {
+    let head = match check_chain(conn) {
         Ok(head) => head,
         Err(verdict) => return verdict,
     };
-    if let Err(reason) = check_triggers(conn).await {
+    if let Err(reason) = check_triggers(conn) {
         return Verdict::Invalid { seq: None, reason };
     }
     if let Some(expected) = expect_head {
@@ -130,23 +158,20 @@ async fn verify_connection(conn: &mut SqliteConnection, expect_head: Option<Head
             );
         }
         if expected.seq > 0 {
-            let hash: Result<Option<String>, _> =
-                sqlx::query_scalar("SELECT entry_hash FROM ledger_entries WHERE seq = ?")
-                    .bind(expected.seq)
-                    .fetch_optional(&mut *conn)
-                    .await;
-            match hash {
-                Ok(Some(h)) if h == expected.hash_hex() => {}
-                Ok(_) | Err(_) => {
-                    return invalid(
+            let hash: Result<String, _> = conn.query_row(
+                "SELECT entry_hash FROM ledger_entries WHERE seq = ?",
+                [expected.seq],
+                |r| r.get(0),
+            );
+            if hash.ok().as_deref() != Some(expected.hash_hex().as_str()) {
+                return invalid(
+                    expected.seq,
+                    format!(
+                        "entry {} does not have the expected hash {}: history was rewritten",
                         expected.seq,
-                        format!(
-                            "entry {} does not have the expected hash {}: history was rewritten",
-                            expected.seq,
-                            expected.hash_hex()
-                        ),
-                    );
-                }
+                        expected.hash_hex()
+                    ),
+                );
             }
         }
     }
@@ -156,116 +181,131 @@ async fn verify_connection(conn: &mut SqliteConnection, expect_head: Option<Head
     }
 }
 
+/// A column read as the bytes of a TEXT value; anything else is malformed.
+fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a [u8], String> {
+    match row.get_ref(i) {
+        Ok(rusqlite::types::ValueRef::Text(t)) => Ok(t),
+        Ok(other) => Err(format!(
+            "column {i} holds {:?}, not text",
+            other.data_type()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn integer(row: &rusqlite::Row<'_>, i: usize) -> Result<i64, String> {
+    match row.get_ref(i) {
+        Ok(rusqlite::types::ValueRef::Integer(n)) => Ok(n),
+        Ok(other) => Err(format!(
+            "column {i} holds {:?}, not an integer",
+            other.data_type()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Walks the chain in `seq` order, recomputing every hash.
-async fn check_chain(conn: &mut SqliteConnection) -> Result<Head, Verdict> {
-    let mut rows = sqlx::query(
-        "SELECT seq, entry_id, session_id, outcome, requester_id, requester_name, requester_ip,
-                requester_user_agent, reviewer_id, reviewer_name, channel, code_confirmed, note,
-                session_created_at, decided_at, prev_hash, entry_hash
-         FROM ledger_entries ORDER BY seq",
-    )
-    .fetch(&mut *conn);
+fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
+    let mut statement = conn
+        .prepare(
+            "SELECT seq, entry_id, session_id, outcome, requester_id, requester_name, requester_ip,
+                    requester_user_agent, reviewer_id, reviewer_name, channel, code_confirmed, note,
+                    session_created_at, decided_at, prev_hash, entry_hash
+             FROM ledger_entries ORDER BY seq",
+        )
+        .map_err(|e| Verdict::NotALedger(format!("cannot read ledger_entries: {e}")))?;
+    let mut rows = statement
+        .query([])
+        .map_err(|e| Verdict::NotALedger(format!("cannot read ledger_entries: {e}")))?;
     let mut head = Head::EMPTY;
+    let mut prev_hex = hex::encode(ZERO_HASH);
     loop {
         let expected = head.seq + 1;
-        let row = match rows.try_next().await {
+        let row = match rows.next() {
             Ok(Some(row)) => row,
             Ok(None) => break,
             Err(e) => return Err(invalid(expected, format!("unreadable row: {e}"))),
         };
-        let decoded = decode(&row);
-        let (fields, prev_hash, entry_hash) = match decoded {
-            Ok(d) => d,
-            Err(e) => return Err(invalid(expected, format!("malformed row: {e}"))),
-        };
-        if fields.seq != expected {
-            return Err(invalid(
-                expected,
-                format!(
-                    "entry {expected} is missing (the next entry is {})",
-                    fields.seq
-                ),
-            ));
-        }
-        if prev_hash != hex::encode(head.hash) {
-            let what = if head.seq == 0 {
-                "the first entry's prev_hash is not all zeros".to_string()
-            } else {
-                format!("prev_hash does not link to entry {}", head.seq)
-            };
-            return Err(invalid(expected, what));
-        }
-        if fields.outcome.parse::<Outcome>().is_err() {
-            return Err(invalid(
-                expected,
-                format!("unknown outcome `{}`", fields.outcome),
-            ));
-        }
-        if fields.code_confirmed != 0 && fields.code_confirmed != 1 {
-            return Err(invalid(expected, "code_confirmed is neither 0 nor 1"));
-        }
-        let recomputed = fields.hash(&head.hash);
-        match parse_hash(&entry_hash) {
-            Some(stored) if stored == recomputed => {}
-            _ => {
+        let checked = (|| -> Result<[u8; 32], Verdict> {
+            let bad = |reason: String| invalid(expected, format!("malformed row: {reason}"));
+            let seq = integer(row, 0).map_err(bad)?;
+            if seq != expected {
                 return Err(invalid(
                     expected,
-                    "entry_hash does not match the recomputed hash: the entry was altered",
+                    format!("entry {expected} is missing (the next entry is {seq})"),
                 ));
             }
-        }
+            let prev_hash = text(row, 15).map_err(bad)?;
+            if prev_hash != prev_hex.as_bytes() {
+                let what = if head.seq == 0 {
+                    "the first entry's prev_hash is not all zeros".to_string()
+                } else {
+                    format!("prev_hash does not link to entry {}", head.seq)
+                };
+                return Err(invalid(expected, what));
+            }
+            let outcome = text(row, 3).map_err(bad)?;
+            if !Outcome::ALL
+                .iter()
+                .any(|o| o.as_str().as_bytes() == outcome)
+            {
+                return Err(invalid(
+                    expected,
+                    format!("unknown outcome `{}`", String::from_utf8_lossy(outcome)),
+                ));
+            }
+            let confirmed = integer(row, 11).map_err(bad)?;
+            if confirmed != 0 && confirmed != 1 {
+                return Err(invalid(expected, "code_confirmed is neither 0 nor 1"));
+            }
+            let seq_text = seq.to_string();
+            let confirmed_text = confirmed.to_string();
+            let mut parts: [&[u8]; FIELD_COUNT] = [b""; FIELD_COUNT];
+            parts[0] = seq_text.as_bytes();
+            parts[11] = confirmed_text.as_bytes();
+            for (i, part) in parts.iter_mut().enumerate() {
+                if i != 0 && i != 11 {
+                    *part = text(row, i).map_err(bad)?;
+                }
+            }
+            let recomputed = hash_parts(&head.hash, &parts);
+            match std::str::from_utf8(text(row, 16).map_err(bad)?)
+                .ok()
+                .and_then(parse_hash)
+            {
+                Some(stored) if stored == recomputed => Ok(recomputed),
+                _ => Err(invalid(
+                    expected,
+                    "entry_hash does not match the recomputed hash: the entry was altered",
+                )),
+            }
+        })();
+        let hash = checked?;
         head = Head {
             seq: expected,
-            hash: recomputed,
+            hash,
         };
-    }
-    if head.seq == 0 {
-        debug_assert_eq!(head.hash, ZERO_HASH);
+        prev_hex = hex::encode(hash);
     }
     Ok(head)
 }
 
-fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<(EntryFields, String, String), sqlx::Error> {
-    Ok((
-        EntryFields {
-            seq: row.try_get("seq")?,
-            entry_id: row.try_get("entry_id")?,
-            session_id: row.try_get("session_id")?,
-            outcome: row.try_get("outcome")?,
-            requester_id: row.try_get("requester_id")?,
-            requester_name: row.try_get("requester_name")?,
-            requester_ip: row.try_get("requester_ip")?,
-            requester_user_agent: row.try_get("requester_user_agent")?,
-            reviewer_id: row.try_get("reviewer_id")?,
-            reviewer_name: row.try_get("reviewer_name")?,
-            channel: row.try_get("channel")?,
-            code_confirmed: row.try_get("code_confirmed")?,
-            note: row.try_get("note")?,
-            session_created_at: row.try_get("session_created_at")?,
-            decided_at: row.try_get("decided_at")?,
-        },
-        row.try_get("prev_hash")?,
-        row.try_get("entry_hash")?,
-    ))
-}
-
 /// The append-only triggers must be there, and must abort.
-async fn check_triggers(conn: &mut SqliteConnection) -> Result<(), String> {
-    let triggers: Vec<(String, String)> =
-        sqlx::query("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| format!("cannot read the triggers: {e}"))?
-            .iter()
-            .map(|r| {
-                (
-                    r.try_get::<String, _>("tbl_name").unwrap_or_default(),
-                    r.try_get::<String, _>("sql")
+fn check_triggers(conn: &rusqlite::Connection) -> Result<(), String> {
+    let triggers: Vec<(String, String)> = conn
+        .prepare("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        .and_then(|mut st| {
+            st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0).unwrap_or_default(),
+                    r.get::<_, String>(1)
                         .unwrap_or_default()
                         .to_ascii_uppercase(),
-                )
-            })
-            .collect();
+                ))
+            })?
+            .collect()
+        })
+        .map_err(|e| format!("cannot read the triggers: {e}"))?;
     for table in ["ledger_entries", "ledger_meta"] {
         for op in ["UPDATE", "DELETE"] {
             let present = triggers.iter().any(|(t, sql)| {
