@@ -30,13 +30,12 @@ fn code_inner(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
                 (code.grouped())
             }
             p.muted {
-                "Time left: "
                 strong {
                     time.expires datetime=(rfc3339(expires_at)) data-countdown=(rfc3339(expires_at)) {
                         (expires_at.format("until %H:%M:%S UTC"))
                     }
                 }
-                " (this sign-in expires at " (expires_at.format("%H:%M UTC")) ")"
+                " · this sign-in expires at " (expires_at.format("%H:%M UTC"))
             }
         }
     }

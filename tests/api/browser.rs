@@ -236,6 +236,10 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     // The requester sees who is online once the reviewer's socket is up.
     wait_for(&requester, "#presence", LONG).await;
     screenshot(&requester, "waiting").await;
+    // Readable on a 360 px phone: nothing wider than the screen.
+    requester.set_window_size(360, 780).await.unwrap();
+    assert_fits(&requester, "/pending").await;
+    screenshot(&requester, "waiting-360px").await;
 
     row.click().await.unwrap();
     let drawer_code = wait_for(&reviewer, "dialog#drawer[open] .code", LONG)
@@ -312,6 +316,22 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     reviewer.close().await.unwrap();
     requester.close().await.unwrap();
     app.stop().await;
+}
+
+/// The page does not scroll sideways (wide tables scroll inside their own box).
+async fn assert_fits(client: &Client, what: &str) {
+    let widths = client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (page, window) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+    assert!(
+        page <= window,
+        "{what} is {page}px wide in a {window}px window"
+    );
 }
 
 fn regex_like_grouped(code: &str) -> bool {
@@ -613,6 +633,15 @@ async fn the_admin_page_hands_over_a_file_with_the_checksum_it_shows() {
         .unwrap();
     assert!(head.starts_with("7:"), "{head}");
     screenshot(&ada, "admin").await;
+    ada.set_window_size(360, 780).await.unwrap();
+    assert_fits(&ada, "/admin").await;
+    screenshot(&ada, "admin-360px").await;
+    ada.goto(&app.url("/inbox")).await.unwrap();
+    wait_for(&ada, "#inbox-rows", LONG).await;
+    assert_fits(&ada, "/inbox").await;
+    ada.goto(&app.url("/admin")).await.unwrap();
+    wait_for(&ada, "#snapshot-sha256", LONG).await;
+    ada.set_window_size(1280, 900).await.unwrap();
 
     ada.find(Locator::Id("download-ledger"))
         .await
