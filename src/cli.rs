@@ -240,7 +240,7 @@ async fn demo(mut settings: Settings) -> anyhow::Result<()> {
         println!("{line}");
     }
     println!(
-        "Open {} — sign in as uma in one window and as rita in another.",
+        "Open {} — sign in as ada (exempt reviewer) in one window and as uma in a private window; ada approves uma.",
         settings.server.public_url
     );
     println!("peergate listening on http://{}", app.local_addr());
