@@ -57,6 +57,37 @@ pub enum LoadtestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Open and hold N reviewer sockets; report the server's memory per socket.
+    Sockets {
+        #[arg(long, default_value_t = 1000)]
+        reviewers: usize,
+        #[command(flatten)]
+        target: crate::loadtest::server::TargetArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// With N reviewers connected, time each sign-in until the last reviewer has it.
+    Broadcast {
+        #[arg(long, default_value_t = 1000)]
+        reviewers: usize,
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        #[command(flatten)]
+        target: crate::loadtest::server::TargetArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// With N reviewers connected, time each decision until the requester's socket has it.
+    Decide {
+        #[arg(long, default_value_t = 1000)]
+        reviewers: usize,
+        #[arg(long, default_value_t = 100)]
+        decisions: usize,
+        #[command(flatten)]
+        target: crate::loadtest::server::TargetArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a ledger of N entries, then time a snapshot and `ledger verify`.
     Snapshot {
         #[arg(long, default_value_t = 1_000_000)]
@@ -155,6 +186,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Loadtest(LoadtestCommand::Ledger { entries, json }) => {
             let report = crate::loadtest::ledger::run(entries).await?;
             crate::loadtest::print_report(&crate::loadtest::ledger::rows(&report), &report, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadtest(LoadtestCommand::Sockets {
+            reviewers,
+            target,
+            json,
+        }) => {
+            let report = crate::loadtest::live::sockets(&target, reviewers).await?;
+            crate::loadtest::print_report(
+                &crate::loadtest::live::socket_rows(&report),
+                &report,
+                json,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadtest(LoadtestCommand::Broadcast {
+            reviewers,
+            sessions,
+            target,
+            json,
+        }) => {
+            let report = crate::loadtest::live::broadcast(&target, reviewers, sessions).await?;
+            crate::loadtest::print_report(
+                &crate::loadtest::live::latency_rows(&report),
+                &report,
+                json,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadtest(LoadtestCommand::Decide {
+            reviewers,
+            decisions,
+            target,
+            json,
+        }) => {
+            let report = crate::loadtest::live::decide(&target, reviewers, decisions).await?;
+            crate::loadtest::print_report(
+                &crate::loadtest::live::latency_rows(&report),
+                &report,
+                json,
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Loadtest(LoadtestCommand::Snapshot { entries, json }) => {

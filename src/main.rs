@@ -9,6 +9,8 @@ use peergate::cli::{Cli, run};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     peergate::telemetry::init();
+    // Thousands of sockets need file descriptors: take the hard limit.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

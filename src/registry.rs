@@ -421,10 +421,23 @@ impl Registry {
         entry
             .requester_tx
             .send_replace(RequesterStatus::Settled(outcome));
-        self.publish(InboxEvent::Removed {
+        // The requester's socket is the one waiting for this outcome: tell it
+        // first, and let the fan-out to every reviewer follow on its own task,
+        // so the requester's frame does not queue behind a thousand others.
+        let registry = self.clone();
+        let removed = InboxEvent::Removed {
             session_id: id.to_string(),
             outcome,
-        });
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::task::yield_now().await;
+                    registry.publish(removed);
+                });
+            }
+            Err(_) => registry.publish(removed),
+        }
         Some(entry.session)
     }
 

@@ -189,11 +189,16 @@ pub async fn close(app: &AppState, id: &str, outcome: Outcome) -> Result<bool, E
 
 /// Mirrors a recorded outcome into `app.sqlite` and the registry. The ledger
 /// already holds it, so a failure here is logged and mended at the next start.
+///
+/// The registry (and so everyone listening) is told first: the outcome is
+/// already durable in the ledger, and the requester should not wait on a
+/// second fsync. `complete` accepts an approval the ledger has even if this
+/// mirror has not landed yet.
 pub async fn apply_outcome(app: &AppState, id: &str, outcome: Outcome) {
+    app.registry.settle(id, outcome);
     if let Err(e) = mirror_outcome(app, id, outcome).await {
         tracing::error!(session_id = %id, error = format!("{e:#}"), "recorded outcome not mirrored to app.sqlite; it is applied again at start-up");
     }
-    app.registry.settle(id, outcome);
 }
 
 async fn mirror_outcome(app: &AppState, id: &str, outcome: Outcome) -> anyhow::Result<()> {
@@ -261,11 +266,18 @@ pub async fn complete(
     let device = SessionToken::generate();
     let trusted_for =
         Duration::from_secs(u64::from(app.settings.auth.trusted_device_days) * 86_400);
+    // The ledger decides whether this session was approved; app.sqlite may
+    // still be catching up with it (see `apply_outcome`).
+    let approved =
+        crate::ledger::read::outcome_of(&app.ledger.reader, id).await? == Some(Outcome::Approved);
+    if !approved {
+        return Err(Error::NotApproved);
+    }
     let mut tx = app.db.begin_with("BEGIN IMMEDIATE").await?;
     let moved = pending::transition(
         &mut tx,
         id,
-        &[PendingStatus::Approved],
+        &[PendingStatus::Approved, PendingStatus::Pending],
         PendingStatus::Completed,
         &rfc3339(now),
     )

@@ -2,6 +2,8 @@
 //! bounded in count and time, uses loopback only, and stops by itself.
 
 pub mod ledger;
+pub mod live;
+pub mod server;
 pub mod snapshot;
 
 use serde::Serialize;
