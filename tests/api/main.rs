@@ -8,5 +8,6 @@ mod config;
 mod helpers;
 mod ledger;
 mod live;
+mod loadtest;
 mod logs;
 mod signin;

@@ -1,0 +1,84 @@
+//! Each `peergate loadtest` scenario, small and fast: it runs end to end
+//! through the real binary and prints well-formed numbers. Speed is measured
+//! in BENCHMARKS.md, not asserted here.
+
+use serde_json::Value;
+
+use crate::child::run_cli;
+
+async fn scenario(args: &[&str]) -> Value {
+    let mut all = vec!["loadtest"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let (code, out, err) = run_cli(&all, &[], None).await;
+    assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+    let last = out.lines().last().expect("output");
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{args:?}: last line is not JSON ({e}): {last}"))
+}
+
+fn number(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+fn latency_is_well_formed(v: &Value, reviewers: u64, samples: u64) {
+    assert_eq!(v["reviewers"], reviewers);
+    assert_eq!(v["samples"], samples);
+    let (p50, p99, max) = (
+        number(v, "p50_ms"),
+        number(v, "p99_ms"),
+        number(v, "max_ms"),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{v}");
+}
+
+#[tokio::test]
+async fn sockets_scenario() {
+    let v = scenario(&["sockets", "--reviewers", "50"]).await;
+    assert_eq!(v["scenario"], "sockets");
+    assert_eq!(v["reviewers"], 50);
+    assert!(number(&v, "rss_before_bytes") > 0.0);
+    assert!(number(&v, "rss_after_bytes") >= number(&v, "rss_before_bytes"));
+    assert!(v["bytes_per_socket"].is_u64());
+}
+
+#[tokio::test]
+async fn broadcast_scenario() {
+    let v = scenario(&["broadcast", "--reviewers", "50", "--sessions", "20"]).await;
+    assert_eq!(v["scenario"], "broadcast");
+    latency_is_well_formed(&v, 50, 20);
+}
+
+#[tokio::test]
+async fn decide_scenario() {
+    let v = scenario(&["decide", "--reviewers", "50", "--decisions", "10"]).await;
+    assert_eq!(v["scenario"], "decide");
+    latency_is_well_formed(&v, 50, 10);
+}
+
+#[tokio::test]
+async fn ledger_scenario() {
+    let v = scenario(&["ledger", "--entries", "2000"]).await;
+    assert_eq!(v["scenario"], "ledger");
+    assert_eq!(v["entries"], 2000);
+    for key in [
+        "group_commit_per_sec",
+        "single_txn_per_sec",
+        "ratio",
+        "ack_p50_ms",
+        "ack_p99_ms",
+    ] {
+        assert!(number(&v, key) > 0.0, "{key}: {v}");
+    }
+    assert!(number(&v, "ack_p50_ms") <= number(&v, "ack_p99_ms"));
+}
+
+#[tokio::test]
+async fn snapshot_scenario() {
+    let v = scenario(&["snapshot", "--entries", "2000"]).await;
+    assert_eq!(v["scenario"], "snapshot");
+    assert_eq!(v["entries"], 2000);
+    assert!(number(&v, "snapshot_s") > 0.0 && number(&v, "verify_s") > 0.0);
+}
