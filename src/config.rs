@@ -62,6 +62,10 @@ pub struct AuthSettings {
     pub trusted_device_days: u32,
     /// Failed sign-ins allowed per minute, per username and per client IP.
     pub failed_logins_per_minute: u32,
+    /// Sign-ins that start a peer review, per user, per 15 minutes.
+    pub review_starts_per_user: u32,
+    /// Sign-ins that start a peer review, per client IP, per 15 minutes.
+    pub review_starts_per_ip: u32,
 }
 
 fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
@@ -119,6 +123,11 @@ impl Settings {
         }
         if self.auth.failed_logins_per_minute == 0 {
             bail!("invalid configuration: auth.failed_logins_per_minute must be at least 1");
+        }
+        if self.auth.review_starts_per_user == 0 || self.auth.review_starts_per_ip == 0 {
+            bail!(
+                "invalid configuration: auth.review_starts_per_user and auth.review_starts_per_ip must be at least 1"
+            );
         }
         if self.auth.trusted_device_days > 3650 {
             bail!("invalid configuration: auth.trusted_device_days must be at most 3650");

@@ -1,5 +1,5 @@
-//! Counting failed sign-ins per key (a username, a client IP) in a sliding
-//! one-minute window, on the service clock.
+//! Counting events per key (a username, a client IP) in a sliding window, on
+//! the service clock: failed sign-ins, and sign-ins that start a peer review.
 //!
 //! Written here rather than taken from `governor`: governor's keyed limiter has
 //! no way to ask "is this key over its limit?" without spending a cell (its
@@ -19,15 +19,15 @@ use crate::clock::SharedClock;
 /// cannot grow the map without bound.
 const SWEEP_ABOVE: usize = 10_000;
 
-pub struct FailureLimiter {
+pub struct WindowLimiter {
     limit: usize,
     window: Duration,
     clock: SharedClock,
-    /// Recent failure times per key, oldest first, at most `limit` long.
+    /// Recent event times per key, oldest first, at most `limit` long.
     failures: DashMap<String, VecDeque<DateTime<Utc>>>,
 }
 
-impl FailureLimiter {
+impl WindowLimiter {
     pub fn new(limit: u32, window: Duration, clock: SharedClock) -> Self {
         Self {
             limit: limit.max(1) as usize,
@@ -37,7 +37,7 @@ impl FailureLimiter {
         }
     }
 
-    /// `Err(seconds)` if any key has used up its failures in the window.
+    /// `Err(seconds)` if any key has used up its events in the window.
     pub fn check(&self, keys: &[&str]) -> Result<(), u64> {
         let now = self.clock.now();
         let window = chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
@@ -61,8 +61,8 @@ impl FailureLimiter {
         }
     }
 
-    /// Counts one failure against each key.
-    pub fn record_failure(&self, keys: &[&str]) {
+    /// Counts one event against each key.
+    pub fn record(&self, keys: &[&str]) {
         let now = self.clock.now();
         if self.failures.len() > SWEEP_ABOVE {
             self.sweep(now);
@@ -92,10 +92,10 @@ mod tests {
     #[test]
     fn only_failures_count_and_they_age_out() {
         let clock = ManualClock::starting_now();
-        let limiter = FailureLimiter::new(3, Duration::from_secs(60), clock.clone());
+        let limiter = WindowLimiter::new(3, Duration::from_secs(60), clock.clone());
         for _ in 0..3 {
             assert!(limiter.check(&["alice", "10.0.0.1"]).is_ok());
-            limiter.record_failure(&["alice", "10.0.0.1"]);
+            limiter.record(&["alice", "10.0.0.1"]);
         }
         let wait = limiter.check(&["alice"]).unwrap_err();
         assert!((59..=60).contains(&wait), "{wait}");

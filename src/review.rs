@@ -75,6 +75,17 @@ pub async fn sign_in(
         return Ok(SignIn::Authenticated(token));
     }
 
+    // A stolen password hammered to wear reviewers down gets nowhere: only so
+    // many reviews may start per user and per address.
+    let user_key = format!("user:{}", user.id);
+    let ip_key = format!("ip:{}", client.ip);
+    app.review_starts_per_user
+        .check(&[&user_key])
+        .and_then(|()| app.review_starts_per_ip.check(&[&ip_key]))
+        .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })?;
+    app.review_starts_per_user.record(&[&user_key]);
+    app.review_starts_per_ip.record(&[&ip_key]);
+
     // One pending session per user: a new sign-in withdraws the older one.
     let older = {
         let mut conn = app.db.acquire().await?;

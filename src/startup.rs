@@ -11,13 +11,19 @@ use tokio::net::TcpListener;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::ledger::{Ledger, LedgerTasks};
-use crate::limiter::FailureLimiter;
+use crate::limiter::WindowLimiter;
 use crate::registry::Registry;
 use crate::state::{AppState, Shared};
 
 /// Session-end notices a socket may fall behind on; a socket that lags still
 /// finds out at its next periodic session check.
 const SESSION_END_BUFFER: usize = 256;
+
+/// The window of `auth.review_starts_per_user` and `auth.review_starts_per_ip`.
+const REVIEW_START_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// How often the server looks for account changes made from the command line.
+const ACCOUNT_POLL: Duration = Duration::from_secs(1);
 
 /// The window in which failed sign-ins are counted.
 const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -59,11 +65,23 @@ impl Application {
 
         let state = AppState::new(Shared {
             origin: settings.origin(),
-            login_failures: FailureLimiter::new(
+            login_failures: WindowLimiter::new(
                 settings.auth.failed_logins_per_minute,
                 LOGIN_FAILURE_WINDOW,
                 clock.clone(),
             ),
+            review_starts_per_user: WindowLimiter::new(
+                settings.auth.review_starts_per_user,
+                REVIEW_START_WINDOW,
+                clock.clone(),
+            ),
+            review_starts_per_ip: WindowLimiter::new(
+                settings.auth.review_starts_per_ip,
+                REVIEW_START_WINDOW,
+                clock.clone(),
+            ),
+            sockets: dashmap::DashMap::new(),
+            accounts_version: tokio::sync::watch::channel(0).0,
             settings: settings.clone(),
             db,
             ledger,
@@ -73,6 +91,7 @@ impl Application {
         });
         crate::review::restore(&state).await?;
         let ticker = tokio::spawn(crate::review::run_ticker(state.clone()));
+        tokio::spawn(watch_accounts(state.clone()));
         Ok(Self {
             listener,
             state,
@@ -146,4 +165,26 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Polls `account_changes` (one tiny query a second) and tells the sockets
+/// when an account changed, so that a role removed or a user disabled from the
+/// command line closes their sockets within about a second.
+async fn watch_accounts(app: AppState) {
+    let mut interval = tokio::time::interval(ACCOUNT_POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let version: Result<i64, _> =
+            sqlx::query_scalar("SELECT version FROM account_changes WHERE id = 1")
+                .fetch_one(&app.db)
+                .await;
+        if let Ok(version) = version {
+            app.accounts_version.send_if_modified(|v| {
+                let changed = *v != version;
+                *v = version;
+                changed
+            });
+        }
+    }
 }

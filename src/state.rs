@@ -10,7 +10,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::TokenHash;
 use crate::ledger::Ledger;
-use crate::limiter::FailureLimiter;
+use crate::limiter::WindowLimiter;
 use crate::registry::Registry;
 
 #[derive(Clone)]
@@ -28,7 +28,16 @@ pub struct Shared {
     pub registry: Registry,
     pub clock: SharedClock,
     /// Failed sign-ins per username and per client IP.
-    pub login_failures: FailureLimiter,
+    pub login_failures: WindowLimiter,
+    /// Sign-ins that start a peer review, per user and per client IP, so a
+    /// stolen password cannot flood the reviewers (MFA fatigue).
+    pub review_starts_per_user: WindowLimiter,
+    pub review_starts_per_ip: WindowLimiter,
+    /// Open sockets per browser session, to cap them.
+    pub sockets: dashmap::DashMap<TokenHash, usize>,
+    /// Moves when an account changes in `app.sqlite` (roles, disabled), even
+    /// from another process; sockets then re-check their session.
+    pub accounts_version: tokio::sync::watch::Sender<i64>,
     /// Browser sessions that just ended (logout), so their sockets close at once.
     pub session_ended: tokio::sync::broadcast::Sender<TokenHash>,
 }

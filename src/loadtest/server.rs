@@ -82,6 +82,7 @@ impl Target {
             .env("PEERGATE__SERVER__PUBLIC_URL", ORIGIN)
             .env("PEERGATE__STORAGE__DATA_DIR", dir.path())
             .env("PEERGATE__AUTH__FAILED_LOGINS_PER_MINUTE", "1000")
+            .env("PEERGATE__AUTH__REVIEW_STARTS_PER_IP", "1000000")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

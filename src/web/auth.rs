@@ -69,7 +69,7 @@ async fn attempt(
     let user = match user {
         Some(user) if password_ok && !user.disabled => user,
         _ => {
-            app.login_failures.record_failure(&keys);
+            app.login_failures.record(&keys);
             tracing::info!(ip = %client.ip, "failed sign-in");
             return Err(Error::BadCredentials);
         }

@@ -20,6 +20,7 @@ use super::events::{self, Format};
 use super::extract::{Requester, Reviewer};
 use crate::clock::rfc3339;
 use crate::domain::TokenHash;
+use crate::error::Error;
 use crate::registry::RequesterStatus;
 use crate::state::AppState;
 use crate::store::sessions;
@@ -37,6 +38,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// the command line (disabled user, removed role) close it too.
 const RECHECK_EVERY: Duration = Duration::from_secs(15);
 
+/// Sockets one browser session may hold at once (a few tabs); more is a flood.
+pub const MAX_SOCKETS_PER_SESSION: usize = 8;
+
 /// WebSocket close code for "policy violation": the session ended or lost its role.
 const POLICY_CLOSE: u16 = 1008;
 
@@ -49,6 +53,38 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 pub struct FormatQuery {
     format: Option<String>,
+}
+
+/// Holds one of a browser session's socket places until dropped.
+struct SocketPlace {
+    app: AppState,
+    token: TokenHash,
+}
+
+impl SocketPlace {
+    /// Takes a place, or refuses with 429 when the session holds its maximum.
+    fn take(app: &AppState, token: &TokenHash) -> Result<Self, Error> {
+        let mut count = app.sockets.entry(token.clone()).or_insert(0);
+        if *count >= MAX_SOCKETS_PER_SESSION {
+            return Err(Error::RateLimited {
+                retry_after_secs: 5,
+            });
+        }
+        *count += 1;
+        Ok(Self {
+            app: app.clone(),
+            token: token.clone(),
+        })
+    }
+}
+
+impl Drop for SocketPlace {
+    fn drop(&mut self) {
+        self.app.sockets.remove_if_mut(&self.token, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
 }
 
 fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
@@ -70,13 +106,15 @@ async fn inbox_socket(
     Reviewer(session): Reviewer,
     Query(query): Query<FormatQuery>,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, Error> {
     let format = Format::from_query(query.format.as_deref());
-    configure(upgrade).on_upgrade(move |socket| async move {
+    let place = SocketPlace::take(&app, &session.token_hash)?;
+    Ok(configure(upgrade).on_upgrade(move |socket| async move {
+        let _place = place;
         crate::metrics::socket_opened("inbox");
         serve_inbox(app, session.token_hash, session.user.id, format, socket).await;
         crate::metrics::socket_closed("inbox");
-    })
+    }))
 }
 
 /// Still signed in, still a reviewer?
@@ -101,6 +139,7 @@ async fn serve_inbox(
     let mut events = app.registry.subscribe_inbox();
     let mut presence = app.registry.watch_presence();
     let mut ended = app.session_ended.subscribe();
+    let mut accounts = app.accounts_version.subscribe();
     let _online = app.registry.reviewer_connected();
 
     let snapshot = |app: &AppState| {
@@ -169,6 +208,12 @@ async fn serve_inbox(
                 }
                 close("no longer a reviewer")
             },
+            changed = accounts.changed() => {
+                if changed.is_ok() && still_reviewer(&app, &token).await {
+                    continue;
+                }
+                close("no longer a reviewer")
+            },
             _ = ping.tick() => {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
                     break;
@@ -188,19 +233,22 @@ async fn pending_socket(
     requester: Requester,
     Query(query): Query<FormatQuery>,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, Error> {
     let format = Format::from_query(query.format.as_deref());
-    configure(upgrade).on_upgrade(move |socket| async move {
+    let place = SocketPlace::take(&app, &requester.session.token_hash)?;
+    Ok(configure(upgrade).on_upgrade(move |socket| async move {
+        let _place = place;
         crate::metrics::socket_opened("pending");
         serve_pending(app, requester, format, socket).await;
         crate::metrics::socket_closed("pending");
-    })
+    }))
 }
 
 async fn serve_pending(app: AppState, requester: Requester, format: Format, socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
     let token = requester.session.token_hash.clone();
     let mut ended = app.session_ended.subscribe();
+    let mut accounts = app.accounts_version.subscribe();
     let mut presence = app.registry.watch_presence();
     let Some(mut status) = app.registry.watch_requester(&requester.pending_id) else {
         // Not waiting any more: approved (awaiting completion) or over.
@@ -289,6 +337,13 @@ async fn serve_pending(app: AppState, requester: Requester, format: Format, sock
                 Ok(hash) if hash == token => close("signed out"),
                 Ok(_) | Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => break,
+            },
+            changed = accounts.changed() => {
+                let alive = sessions::find(&app.db, &token, &rfc3339(app.clock.now())).await;
+                if changed.is_ok() && !matches!(alive, Ok(None)) {
+                    continue;
+                }
+                close("session ended")
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
