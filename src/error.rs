@@ -97,7 +97,19 @@ impl Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let message = match &self {
+        // A database that is locked, read-only or full is a passing fault the
+        // user can retry, not a bug: say so (503), not "internal error".
+        let this = match self {
+            Error::Internal(e) if storage_unavailable(&e) => {
+                tracing::error!(error = format!("{e:#}"), "storage cannot be written");
+                Error::Unavailable(
+                    "The database is busy or cannot be written right now, so nothing was changed. Try again in a moment."
+                        .into(),
+                )
+            }
+            other => other,
+        };
+        let message = match &this {
             Error::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "request failed");
                 "Something went wrong on our side. Nothing was changed; please try again."
@@ -110,12 +122,12 @@ impl IntoResponse for Error {
             other => other.to_string(),
         };
         let info = ErrorInfo {
-            code: self.code(),
+            code: this.code(),
             message: message.clone(),
         };
         let body = Json(json!({"error": {"code": info.code, "message": message}}));
-        let mut response = (self.status(), body).into_response();
-        if let Error::RateLimited { retry_after_secs } = self
+        let mut response = (this.status(), body).into_response();
+        if let Error::RateLimited { retry_after_secs } = this
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -129,4 +141,18 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::Internal(e.into())
     }
+}
+
+/// Whether an error comes from SQLite being busy, locked, read-only, out of
+/// space or failing I/O (primary result codes 5, 6, 8, 13, 10).
+fn storage_unavailable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13)),
+            _ => false,
+        })
 }
