@@ -5,6 +5,7 @@ mod admin;
 mod browser;
 mod child;
 mod config;
+mod crash;
 mod hardening;
 mod helpers;
 mod ledger;
