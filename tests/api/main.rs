@@ -6,6 +6,7 @@ mod browser;
 mod child;
 mod config;
 mod crash;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod ledger;
