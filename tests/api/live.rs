@@ -146,9 +146,16 @@ async fn approval_moves_the_requester_on_and_rotates_the_token() {
         .await
         .unwrap();
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
-    // Completing twice is refused.
+    // Completing twice is refused, and a completed session cannot be decided again.
     let again = app.post(&uma, "/pending/complete").send().await.unwrap();
     assert_ne!(again.status(), StatusCode::SEE_OTHER);
+    let (code, body) = app
+        .post_json(&rita, &format!("/api/v1/inbox/{id}/decision"), deny())
+        .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (409, Some("already_decided"))
+    );
 
     // The ledger holds the decision with the reviewer's stable id.
     let entries = all_entries(&app.state.ledger.reader).await.unwrap();
