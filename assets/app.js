@@ -151,7 +151,11 @@
     }
     afterLiveUpdate();
   });
-  document.addEventListener("htmx:wsAfterMessage", afterLiveUpdate);
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    // Marks the page as live once the first server message has been applied.
+    document.body.setAttribute("data-live", "1");
+    afterLiveUpdate();
+  });
   document.addEventListener("htmx:oobAfterSwap", afterLiveUpdate);
   setInterval(tick, 1000);
   window.peergate = { tick: tick };

@@ -185,6 +185,56 @@ async fn wait_gone(client: &Client, css: &str, within: Duration) {
     }
 }
 
+/// The text of the first element matching `css`, read in the page (live
+/// updates replace elements, so a held element reference can go stale).
+async fn wait_text(client: &Client, css: &str) -> String {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let text = client
+            .execute(
+                &format!(
+                    "const e = document.querySelector({css:?}); return e ? e.innerText : null;"
+                ),
+                vec![],
+            )
+            .await
+            .unwrap();
+        if let Some(t) = text.as_str() {
+            return t.trim().to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`{css}` did not appear within {LONG:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Clicks the element matching `css`, finding it again if a live update
+/// replaced it between finding and clicking.
+async fn click_css(client: &Client, css: &str) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        if let Ok(element) = client.find(Locator::Css(css)).await
+            && element.click().await.is_ok()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "could not click `{css}` within {LONG:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Opens the inbox and waits until its socket's first snapshot is applied, so
+/// rows found afterwards are not replaced under the test's feet.
+async fn open_inbox(client: &Client, app: &TestApp) {
+    client.goto(&app.url("/inbox")).await.unwrap();
+    wait_for(client, "body[data-live]", LONG).await;
+}
+
 async fn waiting_session_id(app: &TestApp) -> String {
     app.state
         .registry
@@ -215,22 +265,20 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     let requester = driver.browser().await;
 
     sign_in_ui(&reviewer, &app, "rita").await;
-    reviewer.goto(&app.url("/inbox")).await.unwrap();
+    open_inbox(&reviewer, &app).await;
     wait_for(&reviewer, "#inbox-empty", LONG).await;
 
     requester.goto(&app.url("/login")).await.unwrap();
     screenshot(&requester, "login").await;
     sign_in_ui(&requester, &app, "uma").await;
-    let code = wait_for(&requester, "#code-block .code", LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    wait_for(&requester, "body[data-live]", LONG).await;
+    let code = wait_text(&requester, "#code-block .code").await;
     assert!(regex_like_grouped(&code), "grouped code, got `{code}`");
     let id = waiting_session_id(&app).await;
 
     // The new row appears in the open inbox without a reload.
-    let row = wait_for(&reviewer, &format!("#row-{id} .row-open"), LONG).await;
+    let row = format!("#row-{id} .row-open");
+    wait_for(&reviewer, &row, LONG).await;
     let title = reviewer.title().await.unwrap();
     assert!(title.starts_with("(1)"), "count in the tab title: {title}");
     // The requester sees who is online once the reviewer's socket is up.
@@ -241,19 +289,11 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     assert_fits(&requester, "/pending").await;
     screenshot(&requester, "waiting-360px").await;
 
-    row.click().await.unwrap();
-    let drawer_code = wait_for(&reviewer, "dialog#drawer[open] .code", LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    click_css(&reviewer, &row).await;
+    let drawer_code = wait_text(&reviewer, "dialog#drawer[open] .code").await;
     assert_eq!(drawer_code, code, "the drawer shows the requester's code");
     // The requester is told who is looking.
-    let claimed = wait_for(&requester, "#presence .claimed", LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let claimed = wait_text(&requester, "#presence .claimed").await;
     assert!(claimed.contains("Rita Reviewer"), "{claimed}");
 
     reviewer
@@ -307,11 +347,7 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     assert!(took < Duration::from_secs(2), "{took:?}");
 
     // The reviewer sees the recorded entry.
-    let result = wait_for(&reviewer, "dialog#drawer .result", LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let result = wait_text(&reviewer, "dialog#drawer .result").await;
     assert!(result.contains("#1"), "{result}");
     reviewer.close().await.unwrap();
     requester.close().await.unwrap();
@@ -358,7 +394,7 @@ async fn a_denial_tells_the_requester_and_clears_every_inbox() {
     let requester = driver.browser().await;
     for (browser, name) in [(&rita, "rita"), (&rob, "rob")] {
         sign_in_ui(browser, &app, name).await;
-        browser.goto(&app.url("/inbox")).await.unwrap();
+        open_inbox(browser, &app).await;
         wait_for(browser, "#inbox-rows", LONG).await;
     }
     sign_in_ui(&requester, &app, "uma").await;
@@ -366,18 +402,10 @@ async fn a_denial_tells_the_requester_and_clears_every_inbox() {
     let id = waiting_session_id(&app).await;
     let row = format!("#row-{id}");
     wait_for(&rob, &row, LONG).await;
-    wait_for(&rita, &format!("{row} .row-open"), LONG)
-        .await
-        .click()
-        .await
-        .unwrap();
+    click_css(&rita, &format!("{row} .row-open")).await;
     wait_for(&rita, "dialog#drawer[open] form.decision", LONG).await;
     // Rob sees that Rita is on it.
-    let claimed = wait_for(&rob, &format!("{row} .claimed-by"), LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let claimed = wait_text(&rob, &format!("{row} .claimed-by")).await;
     assert!(claimed.contains("Rita Reviewer"));
 
     rita.find(Locator::Css("input[name=outcome][value=deny]"))
@@ -399,11 +427,7 @@ async fn a_denial_tells_the_requester_and_clears_every_inbox() {
         .await
         .unwrap();
 
-    let message = wait_for(&requester, ".ended", LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let message = wait_text(&requester, ".ended").await;
     assert!(message.contains("denied"), "{message}");
     wait_gone(&rob, &row, LONG).await;
     let title = rob.title().await.unwrap();
@@ -480,7 +504,12 @@ async fn the_drawer_works_from_the_keyboard() {
     app.sign_in(&uma, "uma", "half_authenticated").await;
     let id = waiting_session_id(&app).await;
     sign_in_ui(&rita, &app, "rita").await;
-    rita.goto(&app.url("/inbox")).await.unwrap();
+    // The inbox fits a 360 px screen too.
+    rita.set_window_size(360, 780).await.unwrap();
+    open_inbox(&rita, &app).await;
+    assert_fits(&rita, "/inbox").await;
+    rita.set_window_size(1280, 900).await.unwrap();
+    open_inbox(&rita, &app).await;
     let button = format!("#row-{id} .row-open");
     wait_for(&rita, &button, LONG).await;
 
@@ -618,11 +647,7 @@ async fn the_admin_page_hands_over_a_file_with_the_checksum_it_shows() {
     let ada = driver.browser_downloading_to(Some(downloads.path())).await;
     sign_in_ui(&ada, &app, "ada").await;
     ada.goto(&app.url("/admin")).await.unwrap();
-    let shown = wait_for(&ada, "#snapshot-sha256", LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let shown = wait_text(&ada, "#snapshot-sha256").await;
     assert_eq!(shown.len(), 64);
     let head = ada
         .find(Locator::Id("ledger-head"))
@@ -636,12 +661,6 @@ async fn the_admin_page_hands_over_a_file_with_the_checksum_it_shows() {
     ada.set_window_size(360, 780).await.unwrap();
     assert_fits(&ada, "/admin").await;
     screenshot(&ada, "admin-360px").await;
-    ada.goto(&app.url("/inbox")).await.unwrap();
-    wait_for(&ada, "#inbox-rows", LONG).await;
-    assert_fits(&ada, "/inbox").await;
-    ada.goto(&app.url("/admin")).await.unwrap();
-    wait_for(&ada, "#snapshot-sha256", LONG).await;
-    ada.set_window_size(1280, 900).await.unwrap();
 
     ada.find(Locator::Id("download-ledger"))
         .await
@@ -706,12 +725,8 @@ async fn markup_in_a_note_stays_text_everywhere() {
     let id = waiting_session_id(&app).await;
     let ada = driver.browser().await;
     sign_in_ui(&ada, &app, "ada").await;
-    ada.goto(&app.url("/inbox")).await.unwrap();
-    wait_for(&ada, &format!("#row-{id} .row-open"), LONG)
-        .await
-        .click()
-        .await
-        .unwrap();
+    open_inbox(&ada, &app).await;
+    click_css(&ada, &format!("#row-{id} .row-open")).await;
     wait_for(&ada, "dialog#drawer[open] form.decision", LONG).await;
     let note = "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">";
     ada.find(Locator::Css("input[name=outcome][value=deny]"))
@@ -733,15 +748,11 @@ async fn markup_in_a_note_stays_text_everywhere() {
         .await
         .unwrap();
 
-    let quote = wait_for(&ada, "dialog#drawer .result blockquote.note", LONG)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let quote = wait_text(&ada, "dialog#drawer .result blockquote.note").await;
     assert_eq!(quote, note, "the inbox shows the note as text");
     for (path, css) in [("/admin/ledger", "td.note"), ("/admin", "td.note")] {
         ada.goto(&app.url(path)).await.unwrap();
-        let shown = wait_for(&ada, css, LONG).await.text().await.unwrap();
+        let shown = wait_text(&ada, css).await;
         assert_eq!(shown, note, "{path} shows the note as text");
         let name = ada
             .find(Locator::Css("table.entries tbody tr td:nth-child(3)"))

@@ -31,7 +31,8 @@ fn latency_is_well_formed(v: &Value, reviewers: u64, samples: u64) {
         number(v, "p99_ms"),
         number(v, "max_ms"),
     );
-    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{v}");
+    // An event can beat the HTTP response it follows: such samples count as 0.
+    assert!(p50 >= 0.0 && p50 <= p99 && p99 <= max && max > 0.0, "{v}");
 }
 
 #[tokio::test]
