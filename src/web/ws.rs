@@ -171,55 +171,32 @@ async fn serve_inbox(
     recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     loop {
-        let frame = tokio::select! {
+        let step = tokio::select! {
             event = events.recv() => match event {
-                Ok(published) => {
-                    if published.event.requester_id() == Some(me.as_str()) {
-                        continue;
-                    }
-                    Message::Text(events::inbox_frame(&published, format))
-                }
+                // A reviewer's own sign-in never shows in their inbox.
+                Ok(published) if published.event.requester_id() == Some(me.as_str()) => Step::Skip,
+                Ok(published) => Step::text(events::inbox_frame(&published, format)),
                 // Fell behind: a fresh snapshot replaces what was missed.
-                Err(RecvError::Lagged(_)) => Message::Text(snapshot(&app)),
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Lagged(_)) => Step::text(snapshot(&app)),
+                Err(RecvError::Closed) => Step::Stop,
             },
             changed = presence.changed() => match changed {
-                Ok(()) => {
-                    let online = *presence.borrow_and_update();
-                    Message::Text(events::presence(online, format))
-                }
-                Err(_) => break,
+                Ok(()) => Step::text(events::presence(*presence.borrow_and_update(), format)),
+                Err(_) => Step::Stop,
             },
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {
-                    last_heard = Instant::now();
-                    continue;
-                }
-            },
-            gone = ended.recv() => match gone {
-                Ok(hash) if hash == token => close("signed out"),
-                Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
-            },
-            _ = recheck.tick() => {
-                if still_reviewer(&app, &token).await {
-                    continue;
-                }
-                close("no longer a reviewer")
-            },
+            incoming = rx.next() => heard(incoming, &mut last_heard),
+            gone = ended.recv() => signed_out(gone, &token),
+            // A periodic check, and an immediate one when an account changed.
+            _ = recheck.tick() => reviewer_check(still_reviewer(&app, &token).await),
             changed = accounts.changed() => {
-                if changed.is_ok() && still_reviewer(&app, &token).await {
-                    continue;
-                }
-                close("no longer a reviewer")
+                reviewer_check(changed.is_ok() && still_reviewer(&app, &token).await)
             },
-            _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT {
-                    break;
-                }
-                Message::Ping(Default::default())
-            },
+            _ = ping.tick() => keepalive(last_heard),
+        };
+        let frame = match step {
+            Step::Send(frame) => frame,
+            Step::Skip => continue,
+            Step::Stop => break,
         };
         let closing = matches!(frame, Message::Close(_));
         if tx.send(frame).await.is_err() || closing {
@@ -295,67 +272,109 @@ async fn serve_pending(app: AppState, requester: Requester, format: Format, sock
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     loop {
-        let frame = tokio::select! {
+        let step = tokio::select! {
             // `biased`: an outcome goes out before anything else that is ready.
             biased;
             changed = status.changed() => {
                 let next = status.borrow_and_update().clone();
                 if changed.is_err() && next == current {
                     // The session left the registry without a final status.
-                    break;
+                    Step::Stop
+                } else {
+                    let frames = diff(&current, &next, &mut claimed, *presence.borrow(), format);
+                    current = next;
+                    if let RequesterStatus::Settled(outcome) = current {
+                        finish(&mut tx, outcome, format).await;
+                        return;
+                    }
+                    let mut failed = false;
+                    for frame in frames {
+                        failed |= tx.send(Message::Text(frame)).await.is_err();
+                    }
+                    if failed { Step::Stop } else { Step::Skip }
                 }
-                let frames = diff(&current, &next, &mut claimed, *presence.borrow(), format);
-                current = next;
-                if let RequesterStatus::Settled(outcome) = current {
-                    finish(&mut tx, outcome, format).await;
-                    return;
-                }
-                let mut failed = false;
-                for frame in frames {
-                    failed |= tx.send(Message::Text(frame)).await.is_err();
-                }
-                if failed {
-                    break;
-                }
-                continue;
             },
             changed = presence.changed() => match changed {
                 Ok(()) => {
                     let online = *presence.borrow_and_update();
-                    Message::Text(events::requester_presence(online, claimed.as_deref(), format))
+                    Step::text(events::requester_presence(online, claimed.as_deref(), format))
                 }
-                Err(_) => break,
+                Err(_) => Step::Stop,
             },
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {
-                    last_heard = Instant::now();
-                    continue;
-                }
-            },
-            gone = ended.recv() => match gone {
-                Ok(hash) if hash == token => close("signed out"),
-                Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
-            },
+            incoming = rx.next() => heard(incoming, &mut last_heard),
+            gone = ended.recv() => signed_out(gone, &token),
             changed = accounts.changed() => {
                 let alive = sessions::find(&app.db, &token, &rfc3339(app.clock.now())).await;
                 if changed.is_ok() && !matches!(alive, Ok(None)) {
-                    continue;
+                    Step::Skip
+                } else {
+                    Step::Send(close("session ended"))
                 }
-                close("session ended")
             },
-            _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT {
-                    break;
-                }
-                Message::Ping(Default::default())
-            },
+            _ = ping.tick() => keepalive(last_heard),
+        };
+        let frame = match step {
+            Step::Send(frame) => frame,
+            Step::Skip => continue,
+            Step::Stop => break,
         };
         let closing = matches!(frame, Message::Close(_));
         if tx.send(frame).await.is_err() || closing {
             break;
         }
+    }
+}
+
+/// What a socket loop does after one of its events.
+enum Step {
+    /// Send this frame (a close frame ends the loop after sending).
+    Send(Message),
+    /// Nothing to send.
+    Skip,
+    /// End the loop without a frame (the peer is gone).
+    Stop,
+}
+
+impl Step {
+    fn text(bytes: Utf8Bytes) -> Self {
+        Step::Send(Message::Text(bytes))
+    }
+}
+
+/// Anything from the client counts as a sign of life; a close or an error ends it.
+fn heard(incoming: Option<Result<Message, axum::Error>>, last_heard: &mut Instant) -> Step {
+    match incoming {
+        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Step::Stop,
+        Some(Ok(_)) => {
+            *last_heard = Instant::now();
+            Step::Skip
+        }
+    }
+}
+
+/// Closes the socket when its own browser session signed out.
+fn signed_out(gone: Result<TokenHash, RecvError>, token: &TokenHash) -> Step {
+    match gone {
+        Ok(hash) if &hash == token => Step::Send(close("signed out")),
+        Ok(_) | Err(RecvError::Lagged(_)) => Step::Skip,
+        Err(RecvError::Closed) => Step::Stop,
+    }
+}
+
+/// Pings, or gives up on a peer silent for longer than [`IDLE_TIMEOUT`].
+fn keepalive(last_heard: Instant) -> Step {
+    if last_heard.elapsed() > IDLE_TIMEOUT {
+        Step::Stop
+    } else {
+        Step::Send(Message::Ping(Default::default()))
+    }
+}
+
+fn reviewer_check(still_reviewer: bool) -> Step {
+    if still_reviewer {
+        Step::Skip
+    } else {
+        Step::Send(close("no longer a reviewer"))
     }
 }
 

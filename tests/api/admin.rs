@@ -227,16 +227,7 @@ async fn snapshots_taken_during_appends_are_consistent() {
 async fn only_admins_reach_the_admin_routes() {
     let app = spawn_app_with("[server]\nmetrics_token = \"s3cret-metrics\"").await;
     app.add_user("ada", "Ada Admin", ADMIN).await;
-    app.add_user(
-        "rita",
-        "Rita Reviewer",
-        Roles {
-            reviewer: true,
-            admin: false,
-            exempt: true,
-        },
-    )
-    .await;
+    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
     let rita = app.client();
     app.sign_in(&rita, "rita", "authenticated").await;
@@ -294,16 +285,7 @@ async fn only_admins_reach_the_admin_routes() {
 #[tokio::test]
 async fn metrics_carry_the_service_numbers() {
     let app = spawn_app().await;
-    app.add_user(
-        "rita",
-        "Rita Reviewer",
-        Roles {
-            reviewer: true,
-            admin: false,
-            exempt: true,
-        },
-    )
-    .await;
+    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
     let rita = app.client();
     app.sign_in(&rita, "rita", "authenticated").await;
@@ -340,16 +322,7 @@ async fn metrics_carry_the_service_numbers() {
 async fn the_ledger_browser_pages_filters_and_keeps_notes_inert() {
     let app = spawn_app().await;
     app.add_user("ada", "Ada Admin", ADMIN).await;
-    app.add_user(
-        "rita",
-        "Rita Reviewer",
-        Roles {
-            reviewer: true,
-            admin: false,
-            exempt: true,
-        },
-    )
-    .await;
+    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
     let ada = app.client();
     app.sign_in(&ada, "ada", "authenticated").await;

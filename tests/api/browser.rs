@@ -245,11 +245,6 @@ async fn waiting_session_id(app: &TestApp) -> String {
         .clone()
 }
 
-const EXEMPT_REVIEWER: Roles = Roles {
-    reviewer: true,
-    admin: false,
-    exempt: true,
-};
 const LONG: Duration = Duration::from_secs(10);
 
 #[tokio::test]
@@ -577,16 +572,7 @@ async fn no_page_loads_anything_from_elsewhere() {
         return;
     };
     let app = spawn_app().await;
-    app.add_user(
-        "ada",
-        "Ada Admin",
-        Roles {
-            reviewer: true,
-            admin: true,
-            exempt: true,
-        },
-    )
-    .await;
+    app.add_user("ada", "Ada Admin", ADMIN_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
     let uma = driver.browser().await;
     sign_in_ui(&uma, &app, "uma").await;
@@ -625,16 +611,7 @@ async fn the_admin_page_hands_over_a_file_with_the_checksum_it_shows() {
         return;
     };
     let app = spawn_app().await;
-    app.add_user(
-        "ada",
-        "Ada Admin",
-        Roles {
-            reviewer: true,
-            admin: true,
-            exempt: true,
-        },
-    )
-    .await;
+    app.add_user("ada", "Ada Admin", ADMIN_REVIEWER).await;
     for i in 0..7 {
         app.state
             .ledger
@@ -709,16 +686,7 @@ async fn markup_in_a_note_stays_text_everywhere() {
         return;
     };
     let app = spawn_app().await;
-    app.add_user(
-        "ada",
-        "Ada Admin",
-        Roles {
-            reviewer: true,
-            admin: true,
-            exempt: true,
-        },
-    )
-    .await;
+    app.add_user("ada", "Ada Admin", ADMIN_REVIEWER).await;
     app.add_user("uma", "<i>Uma</i> User", PLAIN).await;
     let uma = app.client();
     app.sign_in(&uma, "uma", "half_authenticated").await;

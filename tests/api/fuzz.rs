@@ -32,16 +32,7 @@ fn request_bodies_never_break_the_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (app, rita, id) = rt.block_on(async {
         let app = spawn_app_with("[auth]\nfailed_logins_per_minute = 100000").await;
-        app.add_user(
-            "rita",
-            "Rita",
-            Roles {
-                reviewer: true,
-                admin: false,
-                exempt: true,
-            },
-        )
-        .await;
+        app.add_user("rita", "Rita", EXEMPT_REVIEWER).await;
         app.add_user("uma", "Uma", PLAIN).await;
         let rita = app.client();
         app.sign_in(&rita, "rita", "authenticated").await;
@@ -103,16 +94,7 @@ fn socket_frames_never_break_the_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(async {
         let app = spawn_app().await;
-        app.add_user(
-            "rita",
-            "Rita",
-            Roles {
-                reviewer: true,
-                admin: false,
-                exempt: true,
-            },
-        )
-        .await;
+        app.add_user("rita", "Rita", EXEMPT_REVIEWER).await;
         app
     });
     runner(60)

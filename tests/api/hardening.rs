@@ -12,12 +12,6 @@ use sqlx::{Connection, SqliteConnection};
 use crate::helpers::*;
 
 const SOON: Duration = Duration::from_secs(3);
-const EXEMPT_REVIEWER: Roles = Roles {
-    reviewer: true,
-    admin: false,
-    exempt: true,
-};
-
 fn approve() -> serde_json::Value {
     json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "read back"})
 }

@@ -107,6 +107,18 @@ pub const REVIEWER: Roles = Roles {
     admin: false,
     exempt: false,
 };
+/// A reviewer who signs in without review, so tests need no second approval.
+pub const EXEMPT_REVIEWER: Roles = Roles {
+    reviewer: true,
+    admin: false,
+    exempt: true,
+};
+/// The demo's bootstrap account: admin and reviewer, exempt.
+pub const ADMIN_REVIEWER: Roles = Roles {
+    reviewer: true,
+    admin: true,
+    exempt: true,
+};
 pub const ADMIN: Roles = Roles {
     reviewer: false,
     admin: true,

@@ -34,13 +34,6 @@ async fn reviewer(app: &TestApp, username: &str) -> Browser {
     browser
 }
 
-/// A reviewer who signs in without review (exempt), so tests need no second approval.
-const EXEMPT_REVIEWER: Roles = Roles {
-    reviewer: true,
-    admin: false,
-    exempt: true,
-};
-
 #[tokio::test]
 async fn a_sign_in_reaches_the_reviewers_socket_within_a_second() {
     let app = spawn_app().await;
