@@ -76,11 +76,9 @@ mod tests {
         assert!(saw_leading_zero);
     }
 
-    /// Chi-square over each of the six digit positions and over the first two
-    /// digits together (100 cells), at a 99.99% threshold so the test is not flaky
-    /// while still catching a modulo bias or a stuck digit.
-    #[test]
-    fn digits_are_uniform() {
+    /// One trial: chi-square over each of the six digit positions and over the
+    /// first two digits together (100 cells), at p = 0.0001. Returns what failed.
+    fn uniformity_trial() -> Option<String> {
         const DRAWS: usize = 200_000;
         let mut per_position = [[0u64; 10]; 6];
         let mut pairs = [0u64; 100];
@@ -102,10 +100,21 @@ mod tests {
         // Critical values at p = 0.0001: 9 dof -> 33.72, 99 dof -> 161.1.
         for (pos, cells) in per_position.iter().enumerate() {
             let x = chi(cells);
-            assert!(x < 33.72, "digit {pos} not uniform: chi2 = {x}");
+            if x >= 33.72 {
+                return Some(format!("digit {pos}: chi2 = {x}"));
+            }
         }
         let x = chi(&pairs);
-        assert!(x < 161.1, "digit pairs not uniform: chi2 = {x}");
+        (x >= 161.1).then(|| format!("digit pairs: chi2 = {x}"))
+    }
+
+    /// A fair generator fails one trial about once in 1,400 (seven tests at
+    /// p = 0.0001), so the verdict needs three failed trials in a row: a real
+    /// bias (modulo, a stuck digit) fails every trial, chance almost never does.
+    #[test]
+    fn digits_are_uniform() {
+        let failures: Vec<String> = (0..3).map_while(|_| uniformity_trial()).collect();
+        assert!(failures.len() < 3, "codes are not uniform: {failures:?}");
     }
 
     #[test]
