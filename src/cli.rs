@@ -454,7 +454,7 @@ async fn drill(
                     return anyhow::Ok(());
                 }
                 let draft = crate::loadtest::synthetic_draft(n);
-                let session = draft.session.session_id.clone();
+                let session = draft.session().session_id.clone();
                 let receipt = writer.append(draft).await?;
                 // Written after the reply: every line is an acknowledged entry.
                 // One write per line, so a kill leaves at most a partial last line.

@@ -54,6 +54,10 @@ pub struct PeerReviewSettings {
     pub overdue_after: Duration,
     /// How many new codes a requester may ask for, per pending session.
     pub max_code_rotations: u32,
+    /// How long after the TTL an approval recorded before it may still be
+    /// completed (the requester's page may need a moment to move on).
+    #[serde(deserialize_with = "duration")]
+    pub complete_grace: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

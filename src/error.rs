@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::review::{InvalidDecision, ReviewError};
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,9 @@ pub enum Error {
     /// 429 `rate_limited`, with `Retry-After`.
     #[error("Too many attempts. Try again in {retry_after_secs} seconds.")]
     RateLimited { retry_after_secs: u64 },
+    /// 503 `unavailable`, with `Retry-After`: too many sign-ins wait for a password check.
+    #[error("Too many sign-ins are being checked right now. Try again in {retry_after_secs} seconds.")]
+    Busy { retry_after_secs: u64 },
     /// 503 `unavailable`: a dependency (the ledger, the database) is failing; nothing was changed.
     #[error("{0}")]
     Unavailable(String),
@@ -69,7 +74,7 @@ impl Error {
             Error::AlreadyDecided | Error::Expired | Error::NotApproved => StatusCode::CONFLICT,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,13 +90,28 @@ impl Error {
             Error::NotApproved => "not_approved",
             Error::Invalid(_) => "invalid",
             Error::RateLimited { .. } => "rate_limited",
-            Error::Unavailable(_) => "unavailable",
+            Error::Unavailable(_) | Error::Busy { .. } => "unavailable",
             Error::Internal(_) => "internal",
         }
     }
 
-    pub fn forbidden() -> Self {
-        Error::Forbidden("You do not have access to this page.".into())
+    /// Seconds to put in `Retry-After`, for the errors that have one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited { retry_after_secs } | Error::Busy { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        }
+    }
+
+    /// The response headers this error carries (`Retry-After`).
+    pub fn headers(&self) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        headers
     }
 }
 
@@ -126,14 +146,38 @@ impl IntoResponse for Error {
             message: message.clone(),
         };
         let body = Json(json!({"error": {"code": info.code, "message": message}}));
-        let mut response = (this.status(), body).into_response();
-        if let Error::RateLimited { retry_after_secs } = this
-            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+        let mut response = (this.status(), this.headers(), body).into_response();
         response.extensions_mut().insert(info);
         response
+    }
+}
+
+/// The one place a review step's refusal becomes a status and a message.
+impl From<ReviewError> for Error {
+    fn from(e: ReviewError) -> Self {
+        match e {
+            ReviewError::BadCredentials => Error::BadCredentials,
+            ReviewError::RateLimited { retry_after_secs } => Error::RateLimited { retry_after_secs },
+            ReviewError::Busy { retry_after_secs } => Error::Busy { retry_after_secs },
+            ReviewError::NotFound => Error::NotFound("There is no such sign-in request.".into()),
+            ReviewError::AlreadyDecided => Error::AlreadyDecided,
+            ReviewError::Expired => Error::Expired,
+            ReviewError::SelfReview => Error::SelfReview,
+            ReviewError::NotApproved => Error::NotApproved,
+            ReviewError::RotationLimit { max } => Error::Invalid(format!(
+                "You have asked for a new code {max} times already; that is the limit for one sign-in. Cancel and sign in again if you need to."
+            )),
+            ReviewError::LedgerUnavailable(reason) => Error::Unavailable(format!(
+                "The outcome could not be recorded in the ledger, so nothing was approved, denied or ended. Try again shortly. ({reason})"
+            )),
+            ReviewError::Storage(e) => Error::Internal(e),
+        }
+    }
+}
+
+impl From<InvalidDecision> for Error {
+    fn from(e: InvalidDecision) -> Self {
+        Error::Invalid(e.0)
     }
 }
 

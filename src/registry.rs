@@ -3,67 +3,27 @@
 //! requesters what changed.
 //!
 //! A `DashMap` keyed by session id sits behind methods; no guard leaves this
-//! module and none is held across an `.await`. Reviewers hear about changes on
-//! one `broadcast` channel; each requester has a `watch` channel of its own, so
-//! a burst of inbox traffic never queues in front of a requester's outcome.
+//! module and none is held across an `.await`. It is a plain data structure:
+//! it spawns nothing and encodes nothing. Reviewers hear about changes as
+//! domain events on one `broadcast` channel (the web layer's fan-out task is
+//! its one reader, and encodes each event once); each requester has a `watch`
+//! channel of its own, so a burst of inbox traffic never queues in front of a
+//! requester's outcome.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::clock::rfc3339;
-use crate::domain::{Outcome, PendingCode};
+use crate::domain::{Ages, Client, Level, Outcome, PendingCode, Requester, Reviewer};
 
 /// How many inbox events a reviewer socket may fall behind before it is
 /// resynchronised with a fresh snapshot instead.
 const INBOX_EVENT_BUFFER: usize = 1024;
-
-/// The ageing level shown in the inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    New,
-    Aging,
-    Overdue,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::New => "new",
-            Level::Aging => "aging",
-            Level::Overdue => "overdue",
-        }
-    }
-}
-
-/// Who asked for review, as reviewers see them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Requester {
-    pub id: String,
-    pub username: String,
-    pub display_name: String,
-}
-
-/// Where the sign-in came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Client {
-    pub ip: String,
-    pub user_agent: String,
-}
-
-/// A reviewer, as requesters and other reviewers see them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReviewerRef {
-    #[serde(skip)]
-    pub id: String,
-    pub display_name: String,
-}
 
 /// A session waiting for review, as held in memory.
 #[derive(Debug, Clone)]
@@ -76,7 +36,7 @@ pub struct PendingSession {
     pub code: PendingCode,
     pub code_rotations: u32,
     pub level: Level,
-    pub claimed_by: Option<ReviewerRef>,
+    pub claimed_by: Option<Reviewer>,
     /// True while one reviewer's decision is being written to the ledger;
     /// every other decision on this session loses with `already_decided`.
     pub deciding: bool,
@@ -91,7 +51,7 @@ pub struct Summary {
     pub age_seconds: i64,
     pub level: Level,
     pub client: Client,
-    pub claimed_by: Option<ReviewerRef>,
+    pub claimed_by: Option<Reviewer>,
 }
 
 impl PendingSession {
@@ -128,15 +88,6 @@ impl InboxEvent {
             InboxEvent::Removed { .. } => None,
         }
     }
-}
-
-/// An inbox event as broadcast: shared by every reviewer socket, and encoded
-/// at most once per format, by whichever socket needs it first.
-#[derive(Debug)]
-pub struct Published {
-    pub event: InboxEvent,
-    pub json: OnceLock<Utf8Bytes>,
-    pub html: OnceLock<Utf8Bytes>,
 }
 
 /// What a requester's page shows; the last value is always the current one.
@@ -179,23 +130,49 @@ pub struct Registry {
 
 struct Inner {
     sessions: DashMap<String, Entry>,
-    inbox_tx: broadcast::Sender<Arc<Published>>,
-    /// Reviewer sockets open now. A watch, not an event: a burst of connects
-    /// collapses into the latest count for every reader.
+    inbox_tx: broadcast::Sender<Arc<InboxEvent>>,
+    /// Open reviewer sockets per reviewer (user id). A `std` mutex: it is held
+    /// for a map update, never across an `.await`.
+    sockets_by_reviewer: Mutex<HashMap<String, usize>>,
+    /// Reviewers online now: people, not their tabs. A watch, not an event: a
+    /// burst of connects collapses into the latest count for every reader.
     presence_tx: watch::Sender<usize>,
 }
 
 /// Counts one open reviewer socket while it lives.
 pub struct PresenceGuard {
     registry: Registry,
+    reviewer_id: String,
 }
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        self.registry
-            .inner
-            .presence_tx
-            .send_modify(|n| *n = n.saturating_sub(1));
+        self.registry.change_presence(&self.reviewer_id, false);
+    }
+}
+
+impl Entry {
+    /// What the requester's page shows now.
+    fn requester_status(&self) -> RequesterStatus {
+        RequesterStatus::Pending {
+            code: self.session.code.clone(),
+            expires_at: self.session.expires_at,
+            claimed_by: self
+                .session
+                .claimed_by
+                .as_ref()
+                .map(|r| r.display_name.clone()),
+        }
+    }
+
+    fn new(session: PendingSession) -> Self {
+        let (requester_tx, _) = watch::channel(RequesterStatus::Settled(Outcome::Withdrawn));
+        let entry = Self {
+            session,
+            requester_tx,
+        };
+        entry.requester_tx.send_replace(entry.requester_status());
+        entry
     }
 }
 
@@ -213,18 +190,15 @@ impl Registry {
             inner: Arc::new(Inner {
                 sessions: DashMap::new(),
                 inbox_tx,
+                sockets_by_reviewer: Mutex::new(HashMap::new()),
                 presence_tx,
             }),
         }
     }
 
     fn publish(&self, event: InboxEvent) {
-        // No reviewer connected is normal: the event has nobody to reach.
-        let _ = self.inner.inbox_tx.send(Arc::new(Published {
-            event,
-            json: OnceLock::new(),
-            html: OnceLock::new(),
-        }));
+        // Nobody listening (no fan-out yet, or shutting down) is normal.
+        let _ = self.inner.inbox_tx.send(Arc::new(event));
     }
 
     /// Adds a session and tells the reviewers.
@@ -233,18 +207,9 @@ impl Registry {
         // channel; ids are random, so this only guards against misuse.
         debug_assert!(!self.inner.sessions.contains_key(&session.id));
         let summary = session.summary(now);
-        let (requester_tx, _) = watch::channel(RequesterStatus::Pending {
-            code: session.code.clone(),
-            expires_at: session.expires_at,
-            claimed_by: None,
-        });
-        self.inner.sessions.insert(
-            session.id.clone(),
-            Entry {
-                session,
-                requester_tx,
-            },
-        );
+        self.inner
+            .sessions
+            .insert(session.id.clone(), Entry::new(session));
         self.publish(InboxEvent::Added(Box::new(summary)));
     }
 
@@ -265,6 +230,16 @@ impl Registry {
         all
     }
 
+    /// What one reviewer's inbox shows: every waiting session but their own,
+    /// oldest first.
+    pub fn summaries_for(&self, reviewer_id: &str, now: DateTime<Utc>) -> Vec<Summary> {
+        self.list()
+            .iter()
+            .filter(|s| s.requester.id != reviewer_id)
+            .map(|s| s.summary(now))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.inner.sessions.len()
     }
@@ -282,7 +257,7 @@ impl Registry {
     }
 
     /// Listens to inbox events.
-    pub fn subscribe_inbox(&self) -> broadcast::Receiver<Arc<Published>> {
+    pub fn subscribe_inbox(&self) -> broadcast::Receiver<Arc<InboxEvent>> {
         self.inner.inbox_tx.subscribe()
     }
 
@@ -291,12 +266,38 @@ impl Registry {
         self.inner.presence_tx.subscribe()
     }
 
-    /// Counts a reviewer socket as online until the guard is dropped.
-    pub fn reviewer_connected(&self) -> PresenceGuard {
-        self.inner.presence_tx.send_modify(|n| *n += 1);
+    /// Counts a reviewer's socket until the guard is dropped; a reviewer with
+    /// several tabs is one reviewer online.
+    pub fn reviewer_connected(&self, reviewer_id: &str) -> PresenceGuard {
+        self.change_presence(reviewer_id, true);
         PresenceGuard {
             registry: self.clone(),
+            reviewer_id: reviewer_id.to_string(),
         }
+    }
+
+    fn change_presence(&self, reviewer_id: &str, opened: bool) {
+        let people = {
+            let mut sockets = self
+                .inner
+                .sockets_by_reviewer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if opened {
+                *sockets.entry(reviewer_id.to_string()).or_insert(0) += 1;
+            } else if let Some(n) = sockets.get_mut(reviewer_id) {
+                *n -= 1;
+                if *n == 0 {
+                    sockets.remove(reviewer_id);
+                }
+            }
+            sockets.len()
+        };
+        self.inner.presence_tx.send_if_modified(|n| {
+            let changed = *n != people;
+            *n = people;
+            changed
+        });
     }
 
     /// Marks a session as being looked at by `reviewer` (a soft claim: it locks
@@ -304,7 +305,7 @@ impl Registry {
     pub fn claim(
         &self,
         id: &str,
-        reviewer: ReviewerRef,
+        reviewer: Reviewer,
         now: DateTime<Utc>,
     ) -> Option<PendingSession> {
         let (session, changed) = {
@@ -312,15 +313,7 @@ impl Registry {
             let changed = entry.session.claimed_by.as_ref().map(|r| &r.id) != Some(&reviewer.id);
             if changed {
                 entry.session.claimed_by = Some(reviewer);
-                let status = RequesterStatus::Pending {
-                    code: entry.session.code.clone(),
-                    expires_at: entry.session.expires_at,
-                    claimed_by: entry
-                        .session
-                        .claimed_by
-                        .as_ref()
-                        .map(|r| r.display_name.clone()),
-                };
+                let status = entry.requester_status();
                 entry.requester_tx.send_replace(status);
             }
             (entry.session.clone(), changed)
@@ -378,19 +371,9 @@ impl Registry {
         let code = PendingCode::generate();
         entry.session.code = code.clone();
         entry.session.code_rotations += 1;
-        let rotations = entry.session.code_rotations;
-        let expires_at = entry.session.expires_at;
-        let claimed_by = entry
-            .session
-            .claimed_by
-            .as_ref()
-            .map(|r| r.display_name.clone());
-        entry.requester_tx.send_replace(RequesterStatus::Pending {
-            code: code.clone(),
-            expires_at,
-            claimed_by,
-        });
-        Ok((code, rotations))
+        let status = entry.requester_status();
+        entry.requester_tx.send_replace(status);
+        Ok((code, entry.session.code_rotations))
     }
 
     /// Marks a session as being decided; exactly one caller wins until
@@ -418,26 +401,17 @@ impl Registry {
     /// Removes a session whose outcome is recorded, and tells everyone.
     pub fn settle(&self, id: &str, outcome: Outcome) -> Option<PendingSession> {
         let (_, entry) = self.inner.sessions.remove(id)?;
+        // The requester's socket is the one waiting for this outcome: it is
+        // told first. The reviewers' event goes to the fan-out task, which
+        // sends it on its own time, so the requester's frame never queues
+        // behind a thousand others.
         entry
             .requester_tx
             .send_replace(RequesterStatus::Settled(outcome));
-        // The requester's socket is the one waiting for this outcome: tell it
-        // first, and let the fan-out to every reviewer follow on its own task,
-        // so the requester's frame does not queue behind a thousand others.
-        let registry = self.clone();
-        let removed = InboxEvent::Removed {
+        self.publish(InboxEvent::Removed {
             session_id: id.to_string(),
             outcome,
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    tokio::task::yield_now().await;
-                    registry.publish(removed);
-                });
-            }
-            Err(_) => registry.publish(removed),
-        }
+        });
         Some(entry.session)
     }
 
@@ -447,22 +421,192 @@ impl Registry {
     }
 }
 
-/// The ages at which a session becomes `aging` and `overdue`.
-#[derive(Debug, Clone, Copy)]
-pub struct Ages {
-    pub aging_after: Duration,
-    pub overdue_after: Duration,
-}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-impl Ages {
-    pub fn level(&self, age: chrono::Duration) -> Level {
-        let age = age.to_std().unwrap_or_default();
-        if age >= self.overdue_after {
-            Level::Overdue
-        } else if age >= self.aging_after {
-            Level::Aging
-        } else {
-            Level::New
+    use super::*;
+
+    fn session(id: &str, user: &str, created_at: DateTime<Utc>) -> PendingSession {
+        PendingSession {
+            id: id.into(),
+            requester: Requester {
+                id: user.into(),
+                username: user.into(),
+                display_name: user.into(),
+            },
+            client: Client {
+                ip: "127.0.0.1".into(),
+                user_agent: "test".into(),
+            },
+            created_at,
+            expires_at: created_at + chrono::Duration::minutes(15),
+            code: PendingCode::generate(),
+            code_rotations: 0,
+            level: Level::New,
+            claimed_by: None,
+            deciding: false,
         }
+    }
+
+    fn reviewer(id: &str) -> Reviewer {
+        Reviewer {
+            id: id.into(),
+            display_name: format!("Reviewer {id}"),
+        }
+    }
+
+    #[test]
+    fn inserts_are_listed_oldest_first_and_announced() {
+        let registry = Registry::new();
+        let mut events = registry.subscribe_inbox();
+        let now = Utc::now();
+        registry.insert(session("b", "u2", now), now);
+        registry.insert(session("a", "u1", now - chrono::Duration::seconds(5)), now);
+        let ids: Vec<_> = registry.list().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(
+            matches!(&*events.try_recv().unwrap(), InboxEvent::Added(s) if s.session_id == "b")
+        );
+        assert!(
+            matches!(&*events.try_recv().unwrap(), InboxEvent::Added(s) if s.session_id == "a")
+        );
+        // A reviewer never sees their own sign-in.
+        let seen: Vec<_> = registry
+            .summaries_for("u1", now)
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect();
+        assert_eq!(seen, ["b"]);
+    }
+
+    #[test]
+    fn exactly_one_decision_begins_until_it_is_aborted() {
+        let registry = Registry::new();
+        let now = Utc::now();
+        registry.insert(session("a", "u1", now), now);
+        let winners = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| scope.spawn(|| registry.begin_decision("a").is_ok()))
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok())
+                .filter(|won| *won)
+                .count()
+        });
+        assert_eq!(winners, 1);
+        assert_eq!(
+            registry.begin_decision("a").unwrap_err(),
+            ClaimError::AlreadyDeciding
+        );
+        assert_eq!(
+            registry.rotate_code("a", 3).unwrap_err(),
+            RotateError::NotPending
+        );
+        registry.abort_decision("a");
+        assert!(registry.begin_decision("a").is_ok());
+        assert_eq!(
+            registry.begin_decision("nope").unwrap_err(),
+            ClaimError::NotPending
+        );
+    }
+
+    #[test]
+    fn settling_tells_the_requester_then_the_reviewers() {
+        let registry = Registry::new();
+        let now = Utc::now();
+        registry.insert(session("a", "u1", now), now);
+        let mut requester = registry.watch_requester("a").unwrap();
+        let mut events = registry.subscribe_inbox();
+        assert!(registry.settle("a", Outcome::Denied).is_some());
+        // The sender is gone with the entry; its last value is the outcome.
+        assert_eq!(
+            *requester.borrow_and_update(),
+            RequesterStatus::Settled(Outcome::Denied)
+        );
+        assert!(matches!(
+            &*events.try_recv().unwrap(),
+            InboxEvent::Removed { session_id, outcome: Outcome::Denied } if session_id == "a"
+        ));
+        assert!(registry.get("a").is_none());
+        assert!(registry.settle("a", Outcome::Denied).is_none());
+    }
+
+    #[test]
+    fn claims_reach_the_requester_once_per_reviewer() {
+        let registry = Registry::new();
+        let now = Utc::now();
+        registry.insert(session("a", "u1", now), now);
+        let mut requester = registry.watch_requester("a").unwrap();
+        let mut events = registry.subscribe_inbox();
+        let _ = events.try_recv();
+        registry.claim("a", reviewer("r1"), now).unwrap();
+        assert!(matches!(
+            &*requester.borrow_and_update(),
+            RequesterStatus::Pending { claimed_by: Some(name), .. } if name == "Reviewer r1"
+        ));
+        assert!(matches!(
+            &*events.try_recv().unwrap(),
+            InboxEvent::Updated(_)
+        ));
+        // The same reviewer again changes nothing and announces nothing.
+        registry.claim("a", reviewer("r1"), now).unwrap();
+        assert!(!requester.has_changed().unwrap());
+        assert!(events.try_recv().is_err());
+        assert!(registry.claim("missing", reviewer("r1"), now).is_none());
+    }
+
+    #[test]
+    fn rotations_stop_at_the_limit() {
+        let registry = Registry::new();
+        let now = Utc::now();
+        registry.insert(session("a", "u1", now), now);
+        let (code, n) = registry.rotate_code("a", 2).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(registry.get("a").unwrap().code, code);
+        registry.rotate_code("a", 2).unwrap();
+        assert_eq!(
+            registry.rotate_code("a", 2).unwrap_err(),
+            RotateError::LimitReached { max: 2 }
+        );
+    }
+
+    #[test]
+    fn ticking_promotes_and_reports_expiries() {
+        let registry = Registry::new();
+        let start = Utc::now();
+        registry.insert(session("a", "u1", start), start);
+        let ages = Ages {
+            aging_after: Duration::from_secs(180),
+            overdue_after: Duration::from_secs(480),
+        };
+        assert!(registry.tick(start, &ages).is_empty());
+        registry.tick(start + chrono::Duration::minutes(4), &ages);
+        assert_eq!(registry.get("a").unwrap().level, Level::Aging);
+        let expired = registry.tick(start + chrono::Duration::minutes(16), &ages);
+        assert_eq!(expired, ["a"]);
+        // One being decided is left to its decision.
+        registry.begin_decision("a").unwrap();
+        assert!(
+            registry
+                .tick(start + chrono::Duration::minutes(16), &ages)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn presence_counts_people_not_tabs() {
+        let registry = Registry::new();
+        let one = registry.reviewer_connected("r1");
+        let two = registry.reviewer_connected("r1");
+        let other = registry.reviewer_connected("r2");
+        assert_eq!(registry.reviewers_online(), 2);
+        drop(one);
+        assert_eq!(registry.reviewers_online(), 2);
+        drop(two);
+        assert_eq!(registry.reviewers_online(), 1);
+        drop(other);
+        assert_eq!(registry.reviewers_online(), 0);
     }
 }

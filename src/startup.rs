@@ -8,12 +8,16 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use tokio::task::{JoinHandle, JoinSet};
+
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::ledger::{Ledger, LedgerTasks};
+use crate::ledger::Ledger;
 use crate::limiter::WindowLimiter;
 use crate::registry::Registry;
+use crate::review::{Flow, FlowParts};
 use crate::state::{AppState, Shared};
+use crate::web::events::{Frames, run_fanout};
 
 /// Session-end notices a socket may fall behind on; a socket that lags still
 /// finds out at its next periodic session check.
@@ -32,9 +36,9 @@ const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    ledger_tasks: LedgerTasks,
-    /// The ageing ticker (promotions and expiries).
-    ticker: tokio::task::JoinHandle<()>,
+    /// Every background task, owned here: if one ends, the service stops and
+    /// says which.
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl Application {
@@ -63,40 +67,35 @@ impl Application {
         let head = ledger.writer.head();
         tracing::info!(seq = head.seq, entry_hash = %head.hash_hex(), "ledger open");
 
+        let flow = build_flow(&settings, db, ledger, clock);
+        crate::review::restore(&flow).await?;
         let state = AppState::new(Shared {
             origin: settings.origin(),
-            login_failures: WindowLimiter::new(
-                settings.auth.failed_logins_per_minute,
-                LOGIN_FAILURE_WINDOW,
-                clock.clone(),
-            ),
-            review_starts_per_user: WindowLimiter::new(
-                settings.auth.review_starts_per_user,
-                REVIEW_START_WINDOW,
-                clock.clone(),
-            ),
-            review_starts_per_ip: WindowLimiter::new(
-                settings.auth.review_starts_per_ip,
-                REVIEW_START_WINDOW,
-                clock.clone(),
-            ),
             sockets: dashmap::DashMap::new(),
             accounts_version: tokio::sync::watch::channel(0).0,
-            settings: settings.clone(),
-            db,
-            ledger,
-            registry: Registry::new(),
-            clock,
-            session_ended: tokio::sync::broadcast::channel(SESSION_END_BUFFER).0,
+            frames: Frames::new(),
+            flow,
         });
-        crate::review::restore(&state).await?;
-        let ticker = tokio::spawn(crate::review::run_ticker(state.clone()));
-        tokio::spawn(watch_accounts(state.clone()));
+        let tasks = vec![
+            ("the ledger writer", ledger_tasks.writer),
+            ("the ledger checkpointer", ledger_tasks.checkpointer),
+            (
+                "the ageing ticker",
+                tokio::spawn(crate::review::run_ticker(state.flow.clone())),
+            ),
+            (
+                "the inbox fan-out",
+                tokio::spawn(run_fanout(state.registry.clone(), state.frames.clone())),
+            ),
+            (
+                "the account watcher",
+                tokio::spawn(watch_accounts(state.clone())),
+            ),
+        ];
         Ok(Self {
             listener,
             state,
-            ledger_tasks,
-            ticker,
+            tasks,
         })
     }
 
@@ -107,11 +106,12 @@ impl Application {
     }
 
     /// The shared state, for tests that look inside.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn state(&self) -> AppState {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves or a background task dies.
+    /// Serves until `shutdown` resolves or a background task ends.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -122,26 +122,43 @@ impl Application {
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown);
-        // The checkpointer logs its own failures; a missing checkpoint only
-        // lets the WAL grow, so it does not stop the service.
-        let writer = self.ledger_tasks.writer;
-        let ticker = self.ticker;
-        let ticker_abort = ticker.abort_handle();
+        let mut tasks = JoinSet::new();
+        let mut aborts = Vec::new();
+        for (name, handle) in self.tasks {
+            aborts.push(handle.abort_handle());
+            tasks.spawn(async move { (name, handle.await) });
+        }
         let outcome = tokio::select! {
             result = server => {
                 tracing::info!("HTTP server stopped");
                 result.context("the HTTP server failed")
             }
-            result = writer => {
-                Err(anyhow::anyhow!("the ledger writer ended unexpectedly: {result:?}"))
-            }
-            result = ticker => {
-                Err(anyhow::anyhow!("the ageing ticker ended unexpectedly: {result:?}"))
+            Some(Ok((name, result))) = tasks.join_next() => {
+                tracing::error!(task = name, ?result, "a background task ended; stopping");
+                Err(anyhow::anyhow!("{name} ended unexpectedly: {result:?}"))
             }
         };
-        ticker_abort.abort();
+        for abort in aborts {
+            abort.abort();
+        }
         outcome
     }
+}
+
+fn build_flow(settings: &Settings, db: crate::store::Db, ledger: Ledger, clock: SharedClock) -> Flow {
+    let limiter = |limit, window| WindowLimiter::new(limit, window, clock.clone());
+    Flow::new(FlowParts {
+        login_failures: limiter(settings.auth.failed_logins_per_minute, LOGIN_FAILURE_WINDOW),
+        review_starts_per_user: limiter(settings.auth.review_starts_per_user, REVIEW_START_WINDOW),
+        review_starts_per_ip: limiter(settings.auth.review_starts_per_ip, REVIEW_START_WINDOW),
+        settings: settings.clone(),
+        db,
+        ledger,
+        registry: Registry::new(),
+        clock,
+        session_ended: tokio::sync::broadcast::channel(SESSION_END_BUFFER).0,
+        sign_in_locks: dashmap::DashMap::new(),
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -161,25 +178,21 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        () = ctrl_c => {},
+        () = terminate => {},
     }
     tracing::info!("shutting down");
 }
 
-/// Polls `account_changes` (one tiny query a second) and tells the sockets
-/// when an account changed, so that a role removed or a user disabled from the
-/// command line closes their sockets within about a second.
+/// Polls the account change counter (one tiny query a second) and tells the
+/// sockets when an account changed, so that a role removed or a user disabled
+/// from the command line closes their sockets within about a second.
 async fn watch_accounts(app: AppState) {
     let mut interval = tokio::time::interval(ACCOUNT_POLL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let version: Result<i64, _> =
-            sqlx::query_scalar("SELECT version FROM account_changes WHERE id = 1")
-                .fetch_one(&app.db)
-                .await;
-        if let Ok(version) = version {
+        if let Ok(version) = crate::store::flows::accounts_version(&app.db).await {
             app.accounts_version.send_if_modified(|v| {
                 let changed = *v != version;
                 *v = version;

@@ -1,17 +1,12 @@
-//! The shared state every handler and background task sees: a cheap `Clone`
-//! handle around one `Arc`.
+//! The shared state every handler sees: a cheap `Clone` handle around one
+//! `Arc`, holding the review [`Flow`] and what only the web layer needs.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
-
-use crate::clock::SharedClock;
-use crate::config::Settings;
 use crate::domain::TokenHash;
-use crate::ledger::Ledger;
-use crate::limiter::WindowLimiter;
-use crate::registry::Registry;
+use crate::review::Flow;
+use crate::web::events::Frames;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,27 +14,17 @@ pub struct AppState {
 }
 
 pub struct Shared {
-    pub settings: Settings,
+    /// The review flow: settings, stores, ledger, registry, clock, limits.
+    pub flow: Flow,
     /// `public_url` reduced to its origin, computed once for the origin check.
     pub origin: String,
-    /// `app.sqlite`.
-    pub db: SqlitePool,
-    pub ledger: Ledger,
-    pub registry: Registry,
-    pub clock: SharedClock,
-    /// Failed sign-ins per username and per client IP.
-    pub login_failures: WindowLimiter,
-    /// Sign-ins that start a peer review, per user and per client IP, so a
-    /// stolen password cannot flood the reviewers (MFA fatigue).
-    pub review_starts_per_user: WindowLimiter,
-    pub review_starts_per_ip: WindowLimiter,
     /// Open sockets per browser session, to cap them.
     pub sockets: dashmap::DashMap<TokenHash, usize>,
     /// Moves when an account changes in `app.sqlite` (roles, disabled), even
     /// from another process; sockets then re-check their session.
     pub accounts_version: tokio::sync::watch::Sender<i64>,
-    /// Browser sessions that just ended (logout), so their sockets close at once.
-    pub session_ended: tokio::sync::broadcast::Sender<TokenHash>,
+    /// Inbox events, encoded once, for every reviewer socket.
+    pub frames: Frames,
 }
 
 impl AppState {
@@ -54,5 +39,13 @@ impl Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.inner
+    }
+}
+
+/// Handlers read the flow's parts (`app.registry`, `app.db`, …) directly.
+impl Deref for Shared {
+    type Target = Flow;
+    fn deref(&self) -> &Flow {
+        &self.flow
     }
 }

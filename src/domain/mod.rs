@@ -4,10 +4,14 @@
 pub mod code;
 pub mod ids;
 pub mod outcome;
+mod people;
+mod review_rules;
 pub mod token;
 
 pub use code::PendingCode;
 pub use outcome::{Channel, Note, Outcome};
+pub use people::{Client, Requester, Reviewer};
+pub use review_rules::{Ages, Level, Verdict};
 pub use token::{SessionToken, TokenHash};
 
 /// Fills `buf` from the operating system's CSPRNG.

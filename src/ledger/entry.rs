@@ -1,7 +1,7 @@
 //! What callers ask the ledger to record, shaped so that the column rules of
 //! DESIGN.md §5 cannot be broken: only decisions carry a reviewer and channel.
 
-use crate::domain::{Channel, Note, Outcome};
+use crate::domain::{Channel, Note, Outcome, Reviewer, Verdict};
 
 /// The session an outcome is about, as it was when the outcome happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,45 +15,35 @@ pub struct SessionFacts {
     pub session_created_at: String,
 }
 
-/// The reviewer who decided, by stable id and display name at the time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decider {
-    pub id: String,
-    pub name: String,
-}
-
 /// An outcome waiting to be appended; the writer adds `seq`, `entry_id`,
-/// `decided_at` and the hashes.
+/// `decided_at` and the hashes. Its fields are private to the ledger: the
+/// constructors are the only way to make one, so the column rules hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerDraft {
-    pub session: SessionFacts,
-    pub outcome: Outcome,
-    pub reviewer_id: String,
-    pub reviewer_name: String,
-    pub channel: String,
-    pub code_confirmed: bool,
-    pub note: Note,
+    pub(super) session: SessionFacts,
+    pub(super) outcome: Outcome,
+    pub(super) reviewer_id: String,
+    pub(super) reviewer_name: String,
+    pub(super) channel: String,
+    pub(super) code_confirmed: bool,
+    pub(super) note: Note,
 }
 
 impl LedgerDraft {
     /// A reviewer's approval or denial.
     pub fn decision(
         session: SessionFacts,
-        approve: bool,
-        reviewer: Decider,
+        verdict: Verdict,
+        reviewer: Reviewer,
         channel: Channel,
         code_confirmed: bool,
         note: Note,
     ) -> Self {
         Self {
             session,
-            outcome: if approve {
-                Outcome::Approved
-            } else {
-                Outcome::Denied
-            },
+            outcome: verdict.outcome(),
             reviewer_id: reviewer.id,
-            reviewer_name: reviewer.name,
+            reviewer_name: reviewer.display_name,
             channel: channel.as_str().to_string(),
             code_confirmed,
             note,
@@ -70,6 +60,16 @@ impl LedgerDraft {
         Self::closure(session, Outcome::Withdrawn)
     }
 
+    /// The outcome this draft records.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// The session it is about.
+    pub fn session(&self) -> &SessionFacts {
+        &self.session
+    }
+
     fn closure(session: SessionFacts, outcome: Outcome) -> Self {
         Self {
             session,
@@ -84,8 +84,8 @@ impl LedgerDraft {
 }
 
 /// The durable record of an append: the reply the writer sends once the batch
-/// holding the entry has committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// holding the entry has committed. Serialised as the API's `entry` object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Receipt {
     pub seq: i64,
     pub entry_id: String,

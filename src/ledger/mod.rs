@@ -26,7 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 pub use chain::{EntryFields, Head};
-pub use entry::{Decider, LedgerDraft, Receipt, SessionFacts};
+pub use entry::{LedgerDraft, Receipt, SessionFacts};
 pub use snapshot::{Snapshot, Snapshots};
 pub use verify::{Verdict, verify_file};
 pub use writer::{AppendError, LedgerHandle, WriterOptions};
@@ -109,11 +109,13 @@ async fn run_checkpointer(path: PathBuf, mut head: tokio::sync::watch::Receiver<
     let options = SqliteConnectOptions::new()
         .filename(&path)
         .busy_timeout(Duration::from_millis(100));
-    let mut conn = match SqliteConnection::connect_with(&options).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            tracing::error!(error = %e, "the ledger checkpointer could not open the ledger; the WAL will grow until restart");
-            return;
+    let mut conn = loop {
+        match SqliteConnection::connect_with(&options).await {
+            Ok(conn) => break conn,
+            Err(e) => {
+                tracing::error!(error = %e, "the ledger checkpointer could not open the ledger; the WAL grows until it can");
+                tokio::time::sleep(CHECKPOINT_INTERVAL * 20).await;
+            }
         }
     };
     let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);

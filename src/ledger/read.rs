@@ -193,3 +193,12 @@ pub async fn kpis(pool: &SqlitePool, now: chrono::DateTime<chrono::Utc>) -> anyh
     }
     Ok(kpis)
 }
+
+/// Whether the ledger answers (for `/healthz`).
+pub async fn ping(pool: &SqlitePool) -> anyhow::Result<()> {
+    sqlx::query("SELECT 1 FROM ledger_meta LIMIT 1")
+        .execute(pool)
+        .await
+        .context("ledger.sqlite does not answer")?;
+    Ok(())
+}

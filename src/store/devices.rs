@@ -2,12 +2,12 @@
 //! skip it on later sign-ins until the cookie expires.
 
 use anyhow::Context;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqliteExecutor;
 
 use crate::domain::TokenHash;
 
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    db: impl SqliteExecutor<'_>,
     token_hash: &TokenHash,
     user_id: &str,
     now: &str,
@@ -20,7 +20,7 @@ pub async fn insert(
     .bind(user_id)
     .bind(now)
     .bind(expires_at)
-    .execute(conn)
+    .execute(db)
     .await
     .context("remembering a trusted device")?;
     Ok(())
@@ -28,7 +28,7 @@ pub async fn insert(
 
 /// Whether this device token is trusted for this user right now.
 pub async fn is_trusted(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     token_hash: &TokenHash,
     user_id: &str,
     now: &str,
@@ -39,7 +39,7 @@ pub async fn is_trusted(
     .bind(&token_hash.0)
     .bind(user_id)
     .bind(now)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
     .context("checking a trusted device")?;
     Ok(found.is_some())

@@ -1,7 +1,7 @@
 //! Who downloaded which ledger snapshot, and when.
 
 use anyhow::Context;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteExecutor};
 
 #[derive(Debug, Clone)]
 pub struct Download {
@@ -13,7 +13,7 @@ pub struct Download {
 }
 
 pub async fn record(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     user_id: &str,
     username: &str,
     now: &str,
@@ -31,19 +31,19 @@ pub async fn record(
     .bind(head_seq)
     .bind(head_hash)
     .bind(filename)
-    .execute(pool)
+    .execute(db)
     .await
     .context("logging a ledger download")?;
     Ok(())
 }
 
-pub async fn recent(pool: &SqlitePool, limit: i64) -> anyhow::Result<Vec<Download>> {
+pub async fn recent(db: impl SqliteExecutor<'_>, limit: i64) -> anyhow::Result<Vec<Download>> {
     let rows = sqlx::query(
         "SELECT username, downloaded_at, head_seq, head_hash, filename
          FROM ledger_downloads ORDER BY id DESC LIMIT ?",
     )
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
     .context("listing ledger downloads")?;
     rows.iter()

@@ -4,6 +4,7 @@
 
 pub mod devices;
 pub mod downloads;
+pub mod flows;
 pub mod pending;
 pub mod sessions;
 pub mod users;
@@ -90,4 +91,17 @@ mod tests {
         assert!(parse_version("3.100.0").unwrap() >= MIN_SQLITE_VERSION);
         assert!(parse_version("x").is_err());
     }
+}
+
+/// The `app.sqlite` pool, named here so that the layers above never name the
+/// database library.
+pub type Db = SqlitePool;
+
+/// Whether `app.sqlite` answers (for `/healthz`).
+pub async fn ping(db: &SqlitePool) -> anyhow::Result<()> {
+    sqlx::query("SELECT 1")
+        .execute(db)
+        .await
+        .context("app.sqlite does not answer")?;
+    Ok(())
 }

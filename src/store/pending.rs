@@ -2,7 +2,8 @@
 //! this table lets a restart lose nothing (codes excepted: they are never stored).
 
 use anyhow::Context;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::SqliteExecutor;
+use sqlx::Row;
 
 use super::users::{USER_COLUMNS, User, user_from_row};
 
@@ -79,7 +80,7 @@ pub struct NewPending<'a> {
     pub expires_at: &'a str,
 }
 
-pub async fn insert(conn: &mut SqliteConnection, p: &NewPending<'_>) -> anyhow::Result<()> {
+pub async fn insert(db: impl SqliteExecutor<'_>, p: &NewPending<'_>) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO pending_sessions (id, user_id, status, client_ip, user_agent, created_at, expires_at)
          VALUES (?, ?, 'pending', ?, ?, ?, ?)",
@@ -90,7 +91,7 @@ pub async fn insert(conn: &mut SqliteConnection, p: &NewPending<'_>) -> anyhow::
     .bind(p.user_agent)
     .bind(p.created_at)
     .bind(p.expires_at)
-    .execute(conn)
+    .execute(db)
     .await
     .context("recording a pending session")?;
     Ok(())
@@ -114,26 +115,26 @@ fn row_to_pending(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<PendingRow> {
 
 const PENDING_SELECT: &str = "SELECT p.id AS pid, p.status, p.client_ip, p.user_agent, p.created_at, p.expires_at, p.code_rotations";
 
-pub async fn find(pool: &SqlitePool, id: &str) -> anyhow::Result<Option<PendingRow>> {
+pub async fn find(db: impl SqliteExecutor<'_>, id: &str) -> anyhow::Result<Option<PendingRow>> {
     let sql = format!(
         "{PENDING_SELECT}, {USER_COLUMNS} FROM pending_sessions p JOIN users u ON u.id = p.user_id WHERE p.id = ?"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
         .context("looking up a pending session")?;
     row.as_ref().map(row_to_pending).transpose()
 }
 
 /// Sessions still waiting on a reviewer or on their requester, oldest first.
-pub async fn list_open(pool: &SqlitePool) -> anyhow::Result<Vec<PendingRow>> {
+pub async fn list_open(db: impl SqliteExecutor<'_>) -> anyhow::Result<Vec<PendingRow>> {
     let sql = format!(
         "{PENDING_SELECT}, {USER_COLUMNS} FROM pending_sessions p JOIN users u ON u.id = p.user_id
          WHERE p.status IN ('pending', 'approved') ORDER BY p.created_at, p.id"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
         .context("listing open pending sessions")?;
     rows.iter().map(row_to_pending).collect()
@@ -141,14 +142,14 @@ pub async fn list_open(pool: &SqlitePool) -> anyhow::Result<Vec<PendingRow>> {
 
 /// The user's session that is still waiting, if any.
 pub async fn find_waiting_for_user(
-    conn: &mut SqliteConnection,
+    db: impl SqliteExecutor<'_>,
     user_id: &str,
 ) -> anyhow::Result<Option<String>> {
     let id = sqlx::query_scalar(
         "SELECT id FROM pending_sessions WHERE user_id = ? AND status = 'pending' ORDER BY created_at DESC LIMIT 1",
     )
     .bind(user_id)
-    .fetch_optional(conn)
+    .fetch_optional(db)
     .await
     .context("looking up a user's pending session")?;
     Ok(id)
@@ -156,7 +157,7 @@ pub async fn find_waiting_for_user(
 
 /// Moves a session from one status to another; returns false if it was not in `from`.
 pub async fn transition(
-    conn: &mut SqliteConnection,
+    db: impl SqliteExecutor<'_>,
     id: &str,
     from: &[PendingStatus],
     to: PendingStatus,
@@ -174,17 +175,21 @@ pub async fn transition(
         query = query.bind(status.as_str());
     }
     let done = query
-        .execute(conn)
+        .execute(db)
         .await
         .context("updating a pending session")?;
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn set_code_rotations(pool: &SqlitePool, id: &str, rotations: u32) -> anyhow::Result<()> {
+pub async fn set_code_rotations(
+    db: impl SqliteExecutor<'_>,
+    id: &str,
+    rotations: u32,
+) -> anyhow::Result<()> {
     sqlx::query("UPDATE pending_sessions SET code_rotations = ? WHERE id = ?")
         .bind(i64::from(rotations))
         .bind(id)
-        .execute(pool)
+        .execute(db)
         .await
         .context("counting a code rotation")?;
     Ok(())

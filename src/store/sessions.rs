@@ -2,7 +2,8 @@
 //! it is half-authenticated (waiting for peer review) or fully authenticated.
 
 use anyhow::Context;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::SqliteExecutor;
+use sqlx::Row;
 
 use super::users::{USER_COLUMNS, User, user_from_row};
 use crate::domain::TokenHash;
@@ -33,8 +34,15 @@ pub struct BrowserSession {
     pub pending_session_id: Option<String>,
 }
 
+impl BrowserSession {
+    /// Signed in fully, with the reviewer role.
+    pub fn may_review(&self) -> bool {
+        self.state == SessionState::Authenticated && self.user.is_reviewer
+    }
+}
+
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    db: impl SqliteExecutor<'_>,
     token_hash: &TokenHash,
     user_id: &str,
     state: SessionState,
@@ -52,27 +60,36 @@ pub async fn insert(
     .bind(pending_session_id)
     .bind(now)
     .bind(expires_at)
-    .execute(conn)
+    .execute(db)
     .await
     .context("creating a browser session")?;
     Ok(())
 }
 
-/// Finds the live session for a token hash; expired sessions and disabled users are not found.
+/// Finds the live session for a token hash; expired sessions and disabled
+/// users are not found. A half-authenticated session whose review was
+/// approved lives on past its expiry while it expired after `grace_cutoff`
+/// (now minus the completion grace), so that it can still complete.
 pub async fn find(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     token_hash: &TokenHash,
     now: &str,
+    grace_cutoff: &str,
 ) -> anyhow::Result<Option<BrowserSession>> {
     let sql = format!(
         "SELECT {USER_COLUMNS}, s.state, s.pending_session_id
          FROM browser_sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0"
+         WHERE s.token_hash = ? AND u.disabled = 0
+           AND (s.expires_at > ?
+                OR (s.state = 'half_authenticated' AND s.expires_at > ?
+                    AND EXISTS (SELECT 1 FROM pending_sessions p
+                                WHERE p.id = s.pending_session_id AND p.status = 'approved')))"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&token_hash.0)
         .bind(now)
-        .fetch_optional(pool)
+        .bind(grace_cutoff)
+        .fetch_optional(db)
         .await
         .context("looking up a browser session")?;
     let Some(row) = row else { return Ok(None) };
@@ -89,23 +106,24 @@ pub async fn find(
     }))
 }
 
-pub async fn delete(conn: &mut SqliteConnection, token_hash: &TokenHash) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM browser_sessions WHERE token_hash = ?")
+/// Ends a browser session; `Ok(false)` if there was none.
+pub async fn delete(db: impl SqliteExecutor<'_>, token_hash: &TokenHash) -> anyhow::Result<bool> {
+    let done = sqlx::query("DELETE FROM browser_sessions WHERE token_hash = ?")
         .bind(&token_hash.0)
-        .execute(conn)
+        .execute(db)
         .await
         .context("ending a browser session")?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Ends the browser session(s) waiting on a pending review.
 pub async fn delete_for_pending(
-    conn: &mut SqliteConnection,
+    db: impl SqliteExecutor<'_>,
     pending_session_id: &str,
 ) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM browser_sessions WHERE pending_session_id = ?")
         .bind(pending_session_id)
-        .execute(conn)
+        .execute(db)
         .await
         .context("ending a pending session's browser session")?;
     Ok(())

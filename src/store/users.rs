@@ -1,6 +1,7 @@
 //! Accounts: who can sign in, with which roles.
 
 use anyhow::Context;
+use sqlx::SqliteExecutor;
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
 use super::flag;
@@ -102,21 +103,24 @@ pub async fn insert_user(pool: &SqlitePool, user: &NewUser, now: &str) -> anyhow
         .context("the new user vanished")
 }
 
-pub async fn find_by_username(pool: &SqlitePool, username: &str) -> anyhow::Result<Option<User>> {
+pub async fn find_by_username(
+    db: impl SqliteExecutor<'_>,
+    username: &str,
+) -> anyhow::Result<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(username)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
         .context("looking up a user")?;
     Ok(row.as_ref().map(user_from_row).transpose()?)
 }
 
-pub async fn find_by_id(pool: &SqlitePool, id: &str) -> anyhow::Result<Option<User>> {
+pub async fn find_by_id(db: impl SqliteExecutor<'_>, id: &str) -> anyhow::Result<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
         .context("looking up a user")?;
     Ok(row.as_ref().map(user_from_row).transpose()?)
@@ -124,13 +128,13 @@ pub async fn find_by_id(pool: &SqlitePool, id: &str) -> anyhow::Result<Option<Us
 
 /// The stored argon2 hash for a username, with the user, for sign-in.
 pub async fn password_hash(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     username: &str,
 ) -> anyhow::Result<Option<(User, String)>> {
     let sql = format!("SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(username)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
         .context("looking up a password hash")?;
     match row {
@@ -139,10 +143,10 @@ pub async fn password_hash(
     }
 }
 
-pub async fn list_users(pool: &SqlitePool) -> anyhow::Result<Vec<User>> {
+pub async fn list_users(db: impl SqliteExecutor<'_>) -> anyhow::Result<Vec<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.username");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
         .context("listing users")?;
     Ok(rows.iter().map(user_from_row).collect::<Result<_, _>>()?)
@@ -150,7 +154,7 @@ pub async fn list_users(pool: &SqlitePool) -> anyhow::Result<Vec<User>> {
 
 /// Sets the roles of a user; returns false when there is no such user.
 pub async fn set_roles(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     username: &str,
     is_reviewer: bool,
     is_admin: bool,
@@ -163,7 +167,7 @@ pub async fn set_roles(
     .bind(is_admin)
     .bind(is_exempt)
     .bind(username)
-    .execute(pool)
+    .execute(db)
     .await
     .context("setting roles")?;
     Ok(done.rows_affected() == 1)
@@ -187,4 +191,12 @@ pub async fn disable(pool: &SqlitePool, username: &str) -> anyhow::Result<bool> 
     .context("ending a disabled user's sessions")?;
     tx.commit().await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The counter a trigger moves whenever a user row changes.
+pub async fn accounts_version(db: impl SqliteExecutor<'_>) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT version FROM account_changes WHERE id = 1")
+        .fetch_one(db)
+        .await
+        .context("reading the account change counter")
 }

@@ -157,6 +157,8 @@ pub fn detail(s: &PendingSession, now: DateTime<Utc>, error: Option<&str>) -> Ma
                 button.close type="button" data-close-dialog aria-label="Close" { "×" }
             }
             div id={ "drawer-notice-" (s.id) } {}
+            // A GET never changes state: the drawer claims the session once open.
+            span hidden hx-post={ "/inbox/" (s.id) "/claim" } hx-trigger="load" hx-swap="none" {}
             dl.facts {
                 dt { "Username" } dd { (s.requester.username) }
                 dt { "Client IP" } dd.mono { (s.client.ip) }
@@ -172,6 +174,11 @@ pub fn detail(s: &PendingSession, now: DateTime<Utc>, error: Option<&str>) -> Ma
             (decision_form(&s.id, error))
         }
     }
+}
+
+/// The detail as a whole page, for a request that did not come from htmx.
+pub fn detail_view(me: &User, detail: Markup) -> Markup {
+    super::page("Review", Some(me), html! { section.card { (detail) } })
 }
 
 pub fn decision_form(session_id: &str, error: Option<&str>) -> Markup {

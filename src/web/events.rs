@@ -1,17 +1,28 @@
-//! Encoding live events for the sockets: the JSON events of DESIGN.md §4 and
-//! the HTML fragments the htmx `ws` extension swaps in by id.
+//! Encoding live events for the sockets: the JSON events of DESIGN.md §4
+//! (typed, tagged by `type`) and the HTML fragments the htmx `ws` extension
+//! swaps in by id.
 //!
-//! Inbox events are encoded once per broadcast (see `registry::Published`);
-//! every reviewer socket sends the same shared bytes.
+//! The registry emits domain events; the fan-out task here (owned by
+//! startup) wraps each one once, and every reviewer socket sends the same
+//! shared bytes, encoded at most once per format by whichever socket needs
+//! them first.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::clock::rfc3339;
 use crate::domain::{Outcome, PendingCode};
-use crate::registry::{InboxEvent, Published, Summary};
+use crate::registry::{InboxEvent, Registry, Summary};
 use crate::views;
+
+/// Frames a reviewer socket may fall behind before it is resynchronised with a
+/// fresh snapshot instead.
+const FRAME_BUFFER: usize = 1024;
 
 /// Which encoding a socket asked for (`?format=json`; HTML by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,34 +40,148 @@ impl Format {
     }
 }
 
+/// The reviewer socket events of DESIGN.md §4.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum InboxMessage<'a> {
+    Snapshot { sessions: &'a [Summary] },
+    Added { session: &'a Summary },
+    Updated { session: &'a Summary },
+    Removed { session_id: &'a str, outcome: Outcome },
+    Presence { reviewers_online: usize },
+}
+
+/// A reviewer, as the requester's `claimed` event names them.
+#[derive(Serialize)]
+struct DisplayName<'a> {
+    display_name: &'a str,
+}
+
+/// The requester socket events of DESIGN.md §4.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum RequesterMessage<'a> {
+    Status {
+        status: &'static str,
+        code: &'a str,
+        expires_at: String,
+        reviewers_online: usize,
+    },
+    Code {
+        code: &'a str,
+        expires_at: String,
+    },
+    Claimed {
+        reviewer: DisplayName<'a>,
+    },
+    Presence {
+        reviewers_online: usize,
+    },
+    Approved {
+        complete_url: &'static str,
+    },
+    Denied,
+    Expired,
+}
+
 fn text(value: String) -> Utf8Bytes {
     Utf8Bytes::from(value)
 }
 
-/// The shared frame for a published inbox event.
-pub fn inbox_frame(published: &Published, format: Format) -> Utf8Bytes {
-    match format {
-        Format::Json => published
-            .json
-            .get_or_init(|| inbox_json(&published.event))
-            .clone(),
-        Format::Html => published
-            .html
-            .get_or_init(|| inbox_html(&published.event))
-            .clone(),
+fn json<T: Serialize>(message: &T) -> Utf8Bytes {
+    // These types hold only strings and numbers: encoding cannot fail.
+    text(serde_json::to_string(message).unwrap_or_default())
+}
+
+/// An inbox event as sent to every reviewer socket. `None` means "you may have
+/// missed events": the socket sends a fresh snapshot.
+#[derive(Debug)]
+pub struct Published {
+    event: Option<Arc<InboxEvent>>,
+    json: OnceLock<Utf8Bytes>,
+    html: OnceLock<Utf8Bytes>,
+}
+
+impl Published {
+    fn new(event: Option<Arc<InboxEvent>>) -> Self {
+        Self {
+            event,
+            json: OnceLock::new(),
+            html: OnceLock::new(),
+        }
+    }
+
+    /// The event, or `None` for a resynchronisation.
+    pub fn event(&self) -> Option<&InboxEvent> {
+        self.event.as_deref()
+    }
+
+    /// The shared frame for this event.
+    pub fn frame(&self, event: &InboxEvent, format: Format) -> Utf8Bytes {
+        match format {
+            Format::Json => self.json.get_or_init(|| inbox_json(event)).clone(),
+            Format::Html => self.html.get_or_init(|| inbox_html(event)).clone(),
+        }
+    }
+}
+
+/// The channel reviewer sockets read their frames from.
+#[derive(Clone)]
+pub struct Frames {
+    tx: broadcast::Sender<Arc<Published>>,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Frames {
+    pub fn new() -> Self {
+        Self {
+            tx: broadcast::channel(FRAME_BUFFER).0,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.tx.subscribe()
+    }
+
+    fn send(&self, published: Published) {
+        // No reviewer connected is normal: the event has nobody to reach.
+        let _ = self.tx.send(Arc::new(published));
+    }
+}
+
+/// The fan-out task: takes the registry's events as they come and hands each,
+/// wrapped once, to every reviewer socket. It runs until its owner stops it.
+pub async fn run_fanout(registry: Registry, frames: Frames) {
+    let mut events = registry.subscribe_inbox();
+    loop {
+        match events.recv().await {
+            Ok(event) => frames.send(Published::new(Some(event))),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "the inbox fan-out fell behind; reviewers get a fresh snapshot");
+                frames.send(Published::new(None));
+            }
+            Err(RecvError::Closed) => break,
+        }
     }
 }
 
 fn inbox_json(event: &InboxEvent) -> Utf8Bytes {
-    let value = match event {
-        InboxEvent::Added(s) => json!({"type": "added", "session": s}),
-        InboxEvent::Updated(s) => json!({"type": "updated", "session": s}),
+    json(&match event {
+        InboxEvent::Added(s) => InboxMessage::Added { session: s },
+        InboxEvent::Updated(s) => InboxMessage::Updated { session: s },
         InboxEvent::Removed {
             session_id,
             outcome,
-        } => json!({"type": "removed", "session_id": session_id, "outcome": outcome}),
-    };
-    text(value.to_string())
+        } => InboxMessage::Removed {
+            session_id,
+            outcome: *outcome,
+        },
+    })
 }
 
 fn inbox_html(event: &InboxEvent) -> Utf8Bytes {
@@ -76,16 +201,14 @@ fn inbox_html(event: &InboxEvent) -> Utf8Bytes {
 /// The whole inbox, for a socket that just connected or fell behind.
 pub fn inbox_snapshot(sessions: &[Summary], format: Format) -> Utf8Bytes {
     match format {
-        Format::Json => text(json!({"type": "snapshot", "sessions": sessions}).to_string()),
+        Format::Json => json(&InboxMessage::Snapshot { sessions }),
         Format::Html => text(views::inbox::rows(sessions, true).into_string()),
     }
 }
 
 pub fn presence(reviewers_online: usize, format: Format) -> Utf8Bytes {
     match format {
-        Format::Json => {
-            text(json!({"type": "presence", "reviewers_online": reviewers_online}).to_string())
-        }
+        Format::Json => json(&InboxMessage::Presence { reviewers_online }),
         Format::Html => text(views::inbox::reviewers_online(reviewers_online, true).into_string()),
     }
 }
@@ -99,16 +222,12 @@ pub fn requester_status(
     format: Format,
 ) -> Utf8Bytes {
     match format {
-        Format::Json => text(
-            json!({
-                "type": "status",
-                "status": "pending",
-                "code": code.expose(),
-                "expires_at": rfc3339(expires_at),
-                "reviewers_online": reviewers_online,
-            })
-            .to_string(),
-        ),
+        Format::Json => json(&RequesterMessage::Status {
+            status: "pending",
+            code: code.expose(),
+            expires_at: rfc3339(expires_at),
+            reviewers_online,
+        }),
         Format::Html => text(format!(
             "{}{}",
             views::pending::code_fragment(code, expires_at).into_string(),
@@ -119,19 +238,21 @@ pub fn requester_status(
 
 pub fn requester_code(code: &PendingCode, expires_at: DateTime<Utc>, format: Format) -> Utf8Bytes {
     match format {
-        Format::Json => text(
-            json!({"type": "code", "code": code.expose(), "expires_at": rfc3339(expires_at)})
-                .to_string(),
-        ),
+        Format::Json => json(&RequesterMessage::Code {
+            code: code.expose(),
+            expires_at: rfc3339(expires_at),
+        }),
         Format::Html => text(views::pending::code_fragment(code, expires_at).into_string()),
     }
 }
 
 pub fn requester_claimed(reviewer: &str, reviewers_online: usize, format: Format) -> Utf8Bytes {
     match format {
-        Format::Json => {
-            text(json!({"type": "claimed", "reviewer": {"display_name": reviewer}}).to_string())
-        }
+        Format::Json => json(&RequesterMessage::Claimed {
+            reviewer: DisplayName {
+                display_name: reviewer,
+            },
+        }),
         Format::Html => {
             text(views::pending::presence_fragment(reviewers_online, Some(reviewer)).into_string())
         }
@@ -144,9 +265,7 @@ pub fn requester_presence(
     format: Format,
 ) -> Utf8Bytes {
     match format {
-        Format::Json => {
-            text(json!({"type": "presence", "reviewers_online": reviewers_online}).to_string())
-        }
+        Format::Json => json(&RequesterMessage::Presence { reviewers_online }),
         Format::Html => {
             text(views::pending::presence_fragment(reviewers_online, claimed_by).into_string())
         }
@@ -158,11 +277,11 @@ pub fn requester_presence(
 pub fn requester_outcome(outcome: Outcome, format: Format) -> Option<Utf8Bytes> {
     match format {
         Format::Json => match outcome {
-            Outcome::Approved => Some(text(
-                json!({"type": "approved", "complete_url": "/pending/complete"}).to_string(),
-            )),
-            Outcome::Denied => Some(text(json!({"type": "denied"}).to_string())),
-            Outcome::Expired => Some(text(json!({"type": "expired"}).to_string())),
+            Outcome::Approved => Some(json(&RequesterMessage::Approved {
+                complete_url: "/pending/complete",
+            })),
+            Outcome::Denied => Some(json(&RequesterMessage::Denied)),
+            Outcome::Expired => Some(json(&RequesterMessage::Expired)),
             Outcome::Withdrawn => None,
         },
         Format::Html => Some(text(match outcome {

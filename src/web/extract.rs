@@ -8,8 +8,8 @@ use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::domain::Client;
 use crate::error::Error;
-use crate::review::ClientInfo;
 use crate::store::sessions::{BrowserSession, SessionState};
 
 /// The longest user agent kept; longer ones are cut (they go into the ledger).
@@ -50,13 +50,13 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
 }
 
 /// A signed-in user with the reviewer role.
-pub struct Reviewer(pub BrowserSession);
+pub struct ReviewerSession(pub BrowserSession);
 
-impl<S: Send + Sync> FromRequestParts<S> for Reviewer {
+impl<S: Send + Sync> FromRequestParts<S> for ReviewerSession {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let SignedIn(session) = SignedIn::from_request_parts(parts, state).await?;
-        if session.user.is_reviewer {
+        if session.may_review() {
             Ok(Self(session))
         } else {
             Err(Error::Forbidden("Only reviewers can see the inbox.".into()))
@@ -80,12 +80,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 }
 
 /// A half-authenticated requester and the pending session they wait on.
-pub struct Requester {
+pub struct HalfAuthenticated {
     pub session: BrowserSession,
     pub pending_id: String,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Requester {
+impl<S: Send + Sync> FromRequestParts<S> for HalfAuthenticated {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         match current(parts) {
@@ -106,9 +106,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Requester {
 }
 
 /// The client's address and user agent, as the ledger records them.
-pub struct Client(pub ClientInfo);
+pub struct ClientOf(pub Client);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl<S: Send + Sync> FromRequestParts<S> for ClientOf {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         let ip = parts
@@ -125,7 +125,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .filter(|c| !c.is_control())
             .take(MAX_USER_AGENT)
             .collect();
-        Ok(Self(ClientInfo { ip, user_agent }))
+        Ok(Self(Client { ip, user_agent }))
     }
 }
 
@@ -152,5 +152,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
             .await
             .map(|axum::Json(v)| Self(v))
             .map_err(|e| Error::Invalid(e.body_text()))
+    }
+}
+
+/// Whether the request came from htmx (`HX-Request`): such requests get a
+/// fragment (a *Partial*), others a whole page (a *View*).
+pub struct IsHtmx(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for IsHtmx {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.contains_key("hx-request")))
     }
 }

@@ -31,19 +31,18 @@ async fn home(MaybeSession(session): MaybeSession) -> Response {
 
 /// `200 ok` when both databases answer.
 async fn healthz(State(app): State<AppState>) -> Result<Response> {
-    let app_db = sqlx::query("SELECT 1").execute(&app.db).await;
-    let ledger = sqlx::query("SELECT 1 FROM ledger_meta LIMIT 1")
-        .execute(&app.ledger.reader)
-        .await;
+    let app_db = crate::store::ping(&app.db).await;
+    let ledger = crate::ledger::read::ping(&app.ledger.reader).await;
     match (app_db, ledger) {
-        (Ok(_), Ok(_)) => Ok((StatusCode::OK, "ok").into_response()),
-        (a, l) => Err(Error::Unavailable(format!(
-            "app.sqlite: {}; ledger.sqlite: {}",
-            a.map(|_| "ok".to_string())
-                .unwrap_or_else(|e| e.to_string()),
-            l.map(|_| "ok".to_string())
-                .unwrap_or_else(|e| e.to_string()),
-        ))),
+        (Ok(()), Ok(())) => Ok((StatusCode::OK, "ok").into_response()),
+        (a, l) => {
+            let said = |r: anyhow::Result<()>| r.map_or_else(|e| format!("{e:#}"), |()| "ok".into());
+            Err(Error::Unavailable(format!(
+                "app.sqlite: {}; ledger.sqlite: {}",
+                said(a),
+                said(l)
+            )))
+        }
     }
 }
 

@@ -1,18 +1,19 @@
-//! The reviewer's side: the inbox page, the detail drawer, decisions; and
-//! their JSON twins. Opening a detail claims the session softly.
+//! The reviewer's side: the inbox page, the detail drawer, claims and
+//! decisions; and their JSON twins. Opening a detail shows it; the drawer then
+//! claims the session softly with a POST (a GET never changes state).
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::extract::{Reviewer, ValidForm, ValidJson};
+use super::extract::{IsHtmx, ReviewerSession, ValidForm, ValidJson};
 use crate::error::{Error, Result};
-use crate::registry::{PendingSession, ReviewerRef};
-use crate::review::{self, Decision, DecisionInput};
+use crate::ledger::Receipt;
+use crate::registry::{PendingSession, Summary};
+use crate::review::{self, Decision};
 use crate::state::AppState;
 use crate::store::users::User;
 use crate::views;
@@ -21,83 +22,41 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/inbox", get(inbox_page))
         .route("/inbox/{session_id}", get(detail_page))
+        .route("/inbox/{session_id}/claim", post(claim))
         .route("/inbox/{session_id}/decision", post(decide_form))
         .route("/api/v1/inbox", get(inbox_api))
         .route("/api/v1/inbox/{session_id}", get(detail_api))
+        .route("/api/v1/inbox/{session_id}/claim", post(claim))
         .route("/api/v1/inbox/{session_id}/decision", post(decide_api))
 }
 
-fn is_htmx(headers: &HeaderMap) -> bool {
-    headers.contains_key("hx-request")
+/// `GET /api/v1/inbox`'s answer.
+#[derive(Serialize)]
+struct InboxResponse {
+    sessions: Vec<Summary>,
 }
 
-/// The sessions a reviewer sees: everyone's but their own, oldest first.
-fn visible(app: &AppState, me: &User) -> Vec<PendingSession> {
-    app.registry
-        .list()
-        .into_iter()
-        .filter(|s| s.requester.id != me.id)
-        .collect()
+/// `GET /api/v1/inbox/{id}`'s answer: the summary and the code.
+#[derive(Serialize)]
+struct DetailResponse<'a> {
+    #[serde(flatten)]
+    summary: Summary,
+    code: &'a str,
 }
 
-async fn inbox_page(State(app): State<AppState>, Reviewer(session): Reviewer) -> Response {
-    let now = app.clock.now();
-    let summaries: Vec<_> = visible(&app, &session.user)
-        .iter()
-        .map(|s| s.summary(now))
-        .collect();
-    views::inbox::inbox_page(&session.user, &summaries, app.registry.reviewers_online())
-        .into_response()
+/// A decision's answer: the ledger entry that records it.
+#[derive(Serialize)]
+struct DecisionResponse {
+    entry: Receipt,
 }
 
-/// Looks up a session for a reviewer and claims it softly.
-fn open_detail(app: &AppState, me: &User, id: &str) -> Result<PendingSession> {
-    let session = app
-        .registry
-        .get(id)
-        .ok_or_else(|| Error::NotFound("This sign-in request is no longer waiting.".into()))?;
-    if session.requester.id == me.id {
-        return Err(Error::SelfReview);
-    }
-    let reviewer = ReviewerRef {
-        id: me.id.clone(),
-        display_name: me.display_name.clone(),
-    };
-    app.registry
-        .claim(id, reviewer, app.clock.now())
-        .ok_or_else(|| Error::NotFound("This sign-in request is no longer waiting.".into()))
-}
-
-async fn detail_page(
-    State(app): State<AppState>,
-    Reviewer(me): Reviewer,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let htmx = is_htmx(&headers);
-    let session = match open_detail(&app, &me.user, &id) {
-        Ok(s) => s,
-        Err(e) if htmx => {
-            let status = e.status();
-            return Ok((
-                status,
-                views::inbox::drawer_message("Not available", &e.to_string()),
-            )
-                .into_response());
-        }
-        Err(e) => return Err(e),
-    };
-    let detail = views::inbox::detail(&session, app.clock.now(), None);
-    if htmx {
-        Ok(detail.into_response())
-    } else {
-        Ok(views::page(
-            "Review",
-            Some(&me.user),
-            maud::html! { section.card { (detail) } },
-        )
-        .into_response())
-    }
+/// A decision as the API takes it.
+#[derive(Deserialize)]
+struct DecisionInput {
+    outcome: String,
+    channel: String,
+    code_confirmed: bool,
+    note: String,
 }
 
 /// The form posts `code_confirmed=on` when ticked and nothing otherwise.
@@ -113,101 +72,144 @@ struct DecisionForm {
     note: String,
 }
 
+fn reviewer(me: &User) -> crate::domain::Reviewer {
+    crate::domain::Reviewer {
+        id: me.id.clone(),
+        display_name: me.display_name.clone(),
+    }
+}
+
+async fn inbox_page(State(app): State<AppState>, ReviewerSession(me): ReviewerSession) -> Response {
+    let summaries = app.registry.summaries_for(&me.user.id, app.clock.now());
+    views::inbox::inbox_page(&me.user, &summaries, app.registry.reviewers_online()).into_response()
+}
+
+/// A session a reviewer may look at: waiting, and not their own.
+fn waiting_for(app: &AppState, me: &User, id: &str) -> Result<PendingSession> {
+    let session = app
+        .registry
+        .get(id)
+        .ok_or_else(|| Error::NotFound("This sign-in request is no longer waiting.".into()))?;
+    if session.requester.id == me.id {
+        return Err(Error::SelfReview);
+    }
+    Ok(session)
+}
+
+async fn detail_page(
+    State(app): State<AppState>,
+    ReviewerSession(me): ReviewerSession,
+    Path(id): Path<String>,
+    IsHtmx(htmx): IsHtmx,
+) -> Result<Response> {
+    let session = match waiting_for(&app, &me.user, &id) {
+        Ok(s) => s,
+        Err(e) if htmx => {
+            let partial = views::inbox::drawer_message("Not available", &e.to_string());
+            return Ok((e.status(), partial).into_response());
+        }
+        Err(e) => return Err(e),
+    };
+    let detail = views::inbox::detail(&session, app.clock.now(), None);
+    if htmx {
+        Ok(detail.into_response())
+    } else {
+        Ok(views::inbox::detail_view(&me.user, detail).into_response())
+    }
+}
+
+/// Marks the session as being looked at by this reviewer (a soft claim: it
+/// locks no one out) and tells the others and the requester.
+async fn claim(
+    State(app): State<AppState>,
+    ReviewerSession(me): ReviewerSession,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    waiting_for(&app, &me.user, &id)?;
+    app.registry
+        .claim(&id, reviewer(&me.user), app.clock.now())
+        .ok_or_else(|| Error::NotFound("This sign-in request is no longer waiting.".into()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn decide_form(
     State(app): State<AppState>,
-    Reviewer(me): Reviewer,
+    ReviewerSession(me): ReviewerSession,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IsHtmx(htmx): IsHtmx,
     ValidForm(form): ValidForm<DecisionForm>,
 ) -> Result<Response> {
-    let input = DecisionInput {
-        outcome: form.outcome,
-        channel: form.channel,
-        code_confirmed: form.code_confirmed.as_deref() == Some("on"),
-        note: form.note,
-    };
     let name = app
         .registry
         .get(&id)
         .map(|s| s.requester.display_name)
         .unwrap_or_default();
-    let note = crate::domain::Note::parse(&input.note)
-        .map(|n| n.as_str().to_string())
-        .unwrap_or_default();
-    let result = match Decision::parse(&input) {
-        Ok(decision) => review::decide(&app, &me.user, &id, decision).await,
-        Err(e) => Err(e),
+    let confirmed = form.code_confirmed.as_deref() == Some("on");
+    let result = match Decision::parse(&form.outcome, &form.channel, confirmed, &form.note) {
+        Ok(decision) => {
+            let recorded = (decision.verdict.outcome(), decision.note.clone());
+            review::decide(&app.flow, reviewer(&me.user), &id, decision)
+                .await
+                .map(|receipt| (receipt, recorded))
+                .map_err(Error::from)
+        }
+        Err(invalid) => Err(Error::from(invalid)),
     };
-    match result {
-        Ok(receipt) => {
-            let outcome = if input.outcome == "approve" {
-                crate::domain::Outcome::Approved
-            } else {
-                crate::domain::Outcome::Denied
-            };
-            let recorded =
-                views::inbox::recorded(outcome, receipt.seq, &receipt.entry_hash, &name, &note);
-            if is_htmx(&headers) {
-                Ok(recorded.into_response())
-            } else {
-                Ok(Redirect::to("/inbox").into_response())
-            }
+    let e = match result {
+        Ok((receipt, (outcome, note))) if htmx => {
+            let partial = views::inbox::recorded(outcome, receipt.seq, &receipt.entry_hash, &name, note.as_str());
+            return Ok(partial.into_response());
         }
-        // A form mistake: show the form again with the reason, in the drawer.
-        Err(Error::Invalid(message)) if is_htmx(&headers) => {
-            let again = match app.registry.get(&id) {
-                Some(session) => views::inbox::detail(&session, app.clock.now(), Some(&message)),
-                None => views::inbox::drawer_message("Not available", &message),
-            };
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, again).into_response())
+        Ok(_) => return Ok(Redirect::to("/inbox").into_response()),
+        Err(e) if !htmx || matches!(e, Error::Internal(_)) => return Err(e),
+        Err(e) => e,
+    };
+    // In the drawer, where the reviewer is looking: a form mistake shows the
+    // form again with the reason; anything else says why nothing was recorded.
+    let partial = match (&e, app.registry.get(&id)) {
+        (Error::Invalid(message), Some(session)) => {
+            views::inbox::detail(&session, app.clock.now(), Some(message))
         }
-        Err(e) if is_htmx(&headers) => {
-            let status = e.status();
-            let body = views::inbox::drawer_message("Not recorded", &e.to_string());
-            if matches!(e, Error::Internal(_)) {
-                return Err(e);
-            }
-            Ok((status, body).into_response())
-        }
-        Err(e) => Err(e),
-    }
+        (Error::Invalid(message), None) => views::inbox::drawer_message("Not available", message),
+        _ => views::inbox::drawer_message("Not recorded", &e.to_string()),
+    };
+    Ok((e.status(), partial).into_response())
 }
 
-async fn inbox_api(State(app): State<AppState>, Reviewer(me): Reviewer) -> Json<Value> {
-    let now = app.clock.now();
-    let sessions: Vec<_> = visible(&app, &me.user)
-        .iter()
-        .map(|s| s.summary(now))
-        .collect();
-    Json(json!({ "sessions": sessions }))
+async fn inbox_api(
+    State(app): State<AppState>,
+    ReviewerSession(me): ReviewerSession,
+) -> Json<InboxResponse> {
+    Json(InboxResponse {
+        sessions: app.registry.summaries_for(&me.user.id, app.clock.now()),
+    })
 }
 
 async fn detail_api(
     State(app): State<AppState>,
-    Reviewer(me): Reviewer,
+    ReviewerSession(me): ReviewerSession,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
-    let session = open_detail(&app, &me.user, &id)?;
-    let mut value = serde_json::to_value(session.summary(app.clock.now()))
-        .map_err(|e| Error::Internal(e.into()))?;
-    value["code"] = json!(session.code.expose());
-    Ok(Json(value))
+) -> Result<Response> {
+    let session = waiting_for(&app, &me.user, &id)?;
+    Ok(Json(DetailResponse {
+        summary: session.summary(app.clock.now()),
+        code: session.code.expose(),
+    })
+    .into_response())
 }
 
 async fn decide_api(
     State(app): State<AppState>,
-    Reviewer(me): Reviewer,
+    ReviewerSession(me): ReviewerSession,
     Path(id): Path<String>,
     ValidJson(input): ValidJson<DecisionInput>,
-) -> Result<Json<Value>> {
-    let decision = Decision::parse(&input)?;
-    let receipt = review::decide(&app, &me.user, &id, decision).await?;
-    Ok(Json(json!({
-        "entry": {
-            "seq": receipt.seq,
-            "entry_id": receipt.entry_id,
-            "entry_hash": receipt.entry_hash,
-            "decided_at": receipt.decided_at,
-        }
-    })))
+) -> Result<Json<DecisionResponse>> {
+    let decision = Decision::parse(
+        &input.outcome,
+        &input.channel,
+        input.code_confirmed,
+        &input.note,
+    )?;
+    let entry = review::decide(&app.flow, reviewer(&me.user), &id, decision).await?;
+    Ok(Json(DecisionResponse { entry }))
 }

@@ -96,7 +96,7 @@ pub async fn load_session(
         .and_then(|c| SessionToken::parse(c.value()));
     let session = match token {
         Some(token) => {
-            match sessions::find(&app.db, &token.hash(), &rfc3339(app.clock.now())).await {
+            match crate::review::browser_session(&app.flow, &token.hash()).await {
                 Ok(found) => found,
                 Err(e) => return Error::Internal(e).into_response(),
             }

@@ -6,14 +6,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra::extract::CookieJar;
-use serde_json::json;
+use serde::Serialize;
 
 use super::cookies;
-use super::extract::{MaybeSession, Requester};
+use super::extract::{HalfAuthenticated, MaybeSession};
 use crate::clock::rfc3339;
-use crate::domain::Outcome;
 use crate::error::{Error, Result};
-use crate::review;
+use crate::review::{self, ReviewError};
 use crate::state::AppState;
 use crate::store::pending::{self, PendingStatus};
 use crate::store::sessions::SessionState;
@@ -28,6 +27,24 @@ pub fn router() -> Router<AppState> {
         .route("/pending/complete", post(complete))
         .route("/api/v1/pending", get(pending_api))
         .route("/api/v1/pending/code", post(new_code_api))
+}
+
+/// `GET /api/v1/pending`'s answer.
+#[derive(Serialize)]
+struct PendingResponse<'a> {
+    session_id: &'a str,
+    code: Option<&'a str>,
+    status: &'static str,
+    created_at: String,
+    expires_at: String,
+    reviewers_online: usize,
+}
+
+/// `POST /api/v1/pending/code`'s answer.
+#[derive(Serialize)]
+struct CodeResponse<'a> {
+    code: &'a str,
+    expires_at: String,
 }
 
 async fn waiting_page(
@@ -72,11 +89,14 @@ async fn render_waiting(
     }
 }
 
-async fn new_code_form(State(app): State<AppState>, requester: Requester) -> Result<Response> {
-    let notice = match review::rotate_code(&app, &requester.pending_id).await {
+async fn new_code_form(
+    State(app): State<AppState>,
+    requester: HalfAuthenticated,
+) -> Result<Response> {
+    let notice = match review::rotate_code(&app.flow, &requester.pending_id).await {
         Ok(_) => None,
-        Err(Error::Invalid(message)) => Some(message),
-        Err(other) => return Err(other),
+        Err(e @ ReviewError::RotationLimit { .. }) => Some(Error::from(e).to_string()),
+        Err(other) => return Err(other.into()),
     };
     render_waiting(
         &app,
@@ -87,12 +107,14 @@ async fn new_code_form(State(app): State<AppState>, requester: Requester) -> Res
     .await
 }
 
+/// Withdraws the review and ends the browser session: the old token can no
+/// longer complete, even if a reviewer approved a moment before.
 async fn cancel_form(
     State(app): State<AppState>,
     jar: CookieJar,
-    requester: Requester,
+    requester: HalfAuthenticated,
 ) -> Result<Response> {
-    review::close(&app, &requester.pending_id, Outcome::Withdrawn).await?;
+    review::sign_out(&app.flow, &requester.session).await?;
     let jar = jar.add(cookies::session_removal(&app));
     Ok((jar, Redirect::to("/login")).into_response())
 }
@@ -101,50 +123,48 @@ async fn cancel_form(
 async fn complete(
     State(app): State<AppState>,
     jar: CookieJar,
-    requester: Requester,
+    requester: HalfAuthenticated,
 ) -> Result<Response> {
-    let (token, device) = review::complete(&app, &requester.session).await?;
+    let done = review::complete(&app.flow, &requester.session).await?;
     let jar = jar
-        .add(cookies::session(&app, &token))
-        .add(cookies::device(&app, &device));
+        .add(cookies::session(&app, &done.session))
+        .add(cookies::device(&app, &done.device));
     Ok((jar, Redirect::to("/")).into_response())
 }
 
-async fn pending_api(
-    State(app): State<AppState>,
-    requester: Requester,
-) -> Result<Json<serde_json::Value>> {
+async fn pending_api(State(app): State<AppState>, requester: HalfAuthenticated) -> Result<Response> {
     let id = &requester.pending_id;
-    let online = app.registry.reviewers_online();
+    let reviewers_online = app.registry.reviewers_online();
     if let Some(live) = app.registry.get(id) {
-        return Ok(Json(json!({
-            "session_id": live.id,
-            "code": live.code.expose(),
-            "status": "pending",
-            "created_at": rfc3339(live.created_at),
-            "expires_at": rfc3339(live.expires_at),
-            "reviewers_online": online,
-        })));
+        return Ok(Json(PendingResponse {
+            session_id: &live.id,
+            code: Some(live.code.expose()),
+            status: "pending",
+            created_at: rfc3339(live.created_at),
+            expires_at: rfc3339(live.expires_at),
+            reviewers_online,
+        })
+        .into_response());
     }
     let row = pending::find(&app.db, id)
         .await?
         .ok_or_else(|| Error::NotFound("You have no pending sign-in.".into()))?;
-    Ok(Json(json!({
-        "session_id": row.id,
-        "code": null,
-        "status": row.status.as_str(),
-        "created_at": row.created_at,
-        "expires_at": row.expires_at,
-        "reviewers_online": online,
-    })))
+    Ok(Json(PendingResponse {
+        session_id: &row.id,
+        code: None,
+        status: row.status.as_str(),
+        created_at: row.created_at.clone(),
+        expires_at: row.expires_at.clone(),
+        reviewers_online,
+    })
+    .into_response())
 }
 
-async fn new_code_api(
-    State(app): State<AppState>,
-    requester: Requester,
-) -> Result<Json<serde_json::Value>> {
-    let (code, expires_at) = review::rotate_code(&app, &requester.pending_id).await?;
-    Ok(Json(
-        json!({"code": code.expose(), "expires_at": rfc3339(expires_at)}),
-    ))
+async fn new_code_api(State(app): State<AppState>, requester: HalfAuthenticated) -> Result<Response> {
+    let (code, expires_at) = review::rotate_code(&app.flow, &requester.pending_id).await?;
+    Ok(Json(CodeResponse {
+        code: code.expose(),
+        expires_at: rfc3339(expires_at),
+    })
+    .into_response())
 }

@@ -4,6 +4,7 @@
 //! trusts what arrives on a socket: reviewers act through HTTP, where every
 //! decision is checked again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,8 +17,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::events::{self, Format};
-use super::extract::{Requester, Reviewer};
+use super::events::{self, Format, Published};
+use super::extract::{HalfAuthenticated, ReviewerSession};
 use crate::clock::rfc3339;
 use crate::domain::TokenHash;
 use crate::error::Error;
@@ -103,7 +104,7 @@ fn close(reason: &'static str) -> Message {
 
 async fn inbox_socket(
     State(app): State<AppState>,
-    Reviewer(session): Reviewer,
+    ReviewerSession(session): ReviewerSession,
     Query(query): Query<FormatQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
@@ -119,11 +120,50 @@ async fn inbox_socket(
 
 /// Still signed in, still a reviewer?
 async fn still_reviewer(app: &AppState, token: &TokenHash) -> bool {
-    match sessions::find(&app.db, token, &rfc3339(app.clock.now())).await {
-        Ok(Some(s)) => s.user.is_reviewer && s.state == sessions::SessionState::Authenticated,
+    match crate::review::browser_session(&app.flow, token).await {
+        Ok(Some(s)) => s.may_review(),
         Ok(None) => false,
         // A database hiccup is not a reason to drop people; look again later.
         Err(_) => true,
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// The whole inbox for one reviewer, in the socket's format.
+fn inbox_snapshot(app: &AppState, me: &str, format: Format) -> Utf8Bytes {
+    let sessions = app.registry.summaries_for(me, app.clock.now());
+    events::inbox_snapshot(&sessions, format)
+}
+
+/// Sends a step's frame; false when the loop should end.
+async fn deliver(tx: &mut Sink, step: Step) -> bool {
+    let frame = match step {
+        Step::Send(frame) => frame,
+        Step::Skip => return true,
+        Step::Stop => return false,
+    };
+    let closing = matches!(frame, Message::Close(_));
+    tx.send(frame).await.is_ok() && !closing
+}
+
+/// The frame for one published inbox event, as this reviewer sees it.
+fn inbox_step(
+    app: &AppState,
+    me: &str,
+    format: Format,
+    received: Result<Arc<Published>, RecvError>,
+) -> Step {
+    match received {
+        Ok(published) => match published.event() {
+            // A reviewer's own sign-in never shows in their inbox.
+            Some(event) if event.requester_id() == Some(me) => Step::Skip,
+            Some(event) => Step::text(published.frame(event, format)),
+            None => Step::text(inbox_snapshot(app, me, format)),
+        },
+        // Fell behind: a fresh snapshot replaces what was missed.
+        Err(RecvError::Lagged(_)) => Step::text(inbox_snapshot(app, me, format)),
+        Err(RecvError::Closed) => Step::Stop,
     }
 }
 
@@ -136,78 +176,67 @@ async fn serve_inbox(
 ) {
     let (mut tx, mut rx) = socket.split();
     // Subscribe before the snapshot, so nothing falls between the two.
-    let mut events = app.registry.subscribe_inbox();
+    let mut frames = app.frames.subscribe();
     let mut presence = app.registry.watch_presence();
     let mut ended = app.session_ended.subscribe();
     let mut accounts = app.accounts_version.subscribe();
-    let _online = app.registry.reviewer_connected();
-
-    let snapshot = |app: &AppState| {
-        let now = app.clock.now();
-        let sessions: Vec<_> = app
-            .registry
-            .list()
-            .into_iter()
-            .filter(|s| s.requester.id != me)
-            .map(|s| s.summary(now))
-            .collect();
-        events::inbox_snapshot(&sessions, format)
-    };
-    if tx.send(Message::Text(snapshot(&app))).await.is_err() {
-        return;
-    }
+    let _online = app.registry.reviewer_connected(&me);
     let online = *presence.borrow_and_update();
-    if tx
-        .send(Message::Text(events::presence(online, format)))
-        .await
-        .is_err()
-    {
-        return;
+    for first in [
+        inbox_snapshot(&app, &me, format),
+        events::presence(online, format),
+    ] {
+        if tx.send(Message::Text(first)).await.is_err() {
+            return;
+        }
     }
-
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
-    recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
+    let mut timers = Timers::new();
     loop {
         let step = tokio::select! {
-            event = events.recv() => match event {
-                // A reviewer's own sign-in never shows in their inbox.
-                Ok(published) if published.event.requester_id() == Some(me.as_str()) => Step::Skip,
-                Ok(published) => Step::text(events::inbox_frame(&published, format)),
-                // Fell behind: a fresh snapshot replaces what was missed.
-                Err(RecvError::Lagged(_)) => Step::text(snapshot(&app)),
-                Err(RecvError::Closed) => Step::Stop,
-            },
+            received = frames.recv() => inbox_step(&app, &me, format, received),
             changed = presence.changed() => match changed {
                 Ok(()) => Step::text(events::presence(*presence.borrow_and_update(), format)),
                 Err(_) => Step::Stop,
             },
-            incoming = rx.next() => heard(incoming, &mut last_heard),
+            incoming = rx.next() => heard(incoming, &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
             // A periodic check, and an immediate one when an account changed.
-            _ = recheck.tick() => reviewer_check(still_reviewer(&app, &token).await),
+            _ = timers.recheck.tick() => reviewer_check(still_reviewer(&app, &token).await),
             changed = accounts.changed() => {
                 reviewer_check(changed.is_ok() && still_reviewer(&app, &token).await)
             },
-            _ = ping.tick() => keepalive(last_heard),
+            _ = timers.ping.tick() => keepalive(timers.last_heard),
         };
-        let frame = match step {
-            Step::Send(frame) => frame,
-            Step::Skip => continue,
-            Step::Stop => break,
-        };
-        let closing = matches!(frame, Message::Close(_));
-        if tx.send(frame).await.is_err() || closing {
+        if !deliver(&mut tx, step).await {
             break;
+        }
+    }
+}
+
+/// A socket's keepalive and re-check clocks.
+struct Timers {
+    ping: tokio::time::Interval,
+    recheck: tokio::time::Interval,
+    last_heard: Instant,
+}
+
+impl Timers {
+    fn new() -> Self {
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+        recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            ping,
+            recheck,
+            last_heard: Instant::now(),
         }
     }
 }
 
 async fn pending_socket(
     State(app): State<AppState>,
-    requester: Requester,
+    requester: HalfAuthenticated,
     Query(query): Query<FormatQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
@@ -221,7 +250,96 @@ async fn pending_socket(
     }))
 }
 
-async fn serve_pending(app: AppState, requester: Requester, format: Format, socket: WebSocket) {
+/// What a requester's socket remembers between status changes.
+struct Requesting {
+    current: RequesterStatus,
+    claimed: Option<String>,
+    format: Format,
+}
+
+/// The first frames: the whole status, and who is looking (JSON). `None` when
+/// the session is already settled (its outcome has been sent).
+async fn start_pending(
+    tx: &mut Sink,
+    status: RequesterStatus,
+    online: usize,
+    format: Format,
+) -> Option<Requesting> {
+    let RequesterStatus::Pending {
+        code,
+        expires_at,
+        claimed_by,
+    } = &status
+    else {
+        if let RequesterStatus::Settled(outcome) = status {
+            finish(tx, outcome, format).await;
+        }
+        return None;
+    };
+    let mut first = vec![events::requester_status(
+        code,
+        *expires_at,
+        online,
+        claimed_by.as_deref(),
+        format,
+    )];
+    if let (Some(name), Format::Json) = (claimed_by, format) {
+        first.push(events::requester_claimed(name, online, format));
+    }
+    for frame in first {
+        tx.send(Message::Text(frame)).await.ok()?;
+    }
+    Some(Requesting {
+        claimed: claimed_by.clone(),
+        current: status,
+        format,
+    })
+}
+
+/// Sends what changed in the requester's status; `false` once it is over.
+async fn status_changed(
+    tx: &mut Sink,
+    state: &mut Requesting,
+    next: RequesterStatus,
+    online: usize,
+) -> bool {
+    let frames = diff(&state.current, &next, &mut state.claimed, online, state.format);
+    state.current = next;
+    if let RequesterStatus::Settled(outcome) = state.current {
+        finish(tx, outcome, state.format).await;
+        return false;
+    }
+    for frame in frames {
+        if tx.send(Message::Text(frame)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The number of reviewers online, read without holding the watch's guard.
+fn online_now(presence: &tokio::sync::watch::Receiver<usize>) -> usize {
+    *presence.borrow()
+}
+
+/// Tells a requester whose session is no longer waiting how it ended.
+async fn not_waiting(app: &AppState, tx: &mut Sink, pending_id: &str, format: Format) {
+    let outcome = crate::ledger::read::outcome_of(&app.ledger.reader, pending_id)
+        .await
+        .ok()
+        .flatten();
+    if let Some(frame) = outcome.and_then(|o| events::requester_outcome(o, format)) {
+        let _ = tx.send(Message::Text(frame)).await;
+    }
+    let _ = tx.send(close("not pending")).await;
+}
+
+async fn serve_pending(
+    app: AppState,
+    requester: HalfAuthenticated,
+    format: Format,
+    socket: WebSocket,
+) {
     let (mut tx, mut rx) = socket.split();
     let token = requester.session.token_hash.clone();
     let mut ended = app.session_ended.subscribe();
@@ -229,97 +347,49 @@ async fn serve_pending(app: AppState, requester: Requester, format: Format, sock
     let mut presence = app.registry.watch_presence();
     let Some(mut status) = app.registry.watch_requester(&requester.pending_id) else {
         // Not waiting any more: approved (awaiting completion) or over.
-        let outcome = crate::ledger::read::outcome_of(&app.ledger.reader, &requester.pending_id)
-            .await
-            .ok()
-            .flatten();
-        if let Some(frame) = outcome.and_then(|o| events::requester_outcome(o, format)) {
-            let _ = tx.send(Message::Text(frame)).await;
-        }
-        let _ = tx.send(close("not pending")).await;
+        return not_waiting(&app, &mut tx, &requester.pending_id, format).await;
+    };
+    let first = status.borrow_and_update().clone();
+    let online = *presence.borrow_and_update();
+    let Some(mut state) = start_pending(&mut tx, first, online, format).await else {
         return;
     };
-
-    let mut current = status.borrow_and_update().clone();
-    let online = *presence.borrow_and_update();
-    let mut claimed: Option<String>;
-    match &current {
-        RequesterStatus::Pending {
-            code,
-            expires_at,
-            claimed_by,
-        } => {
-            claimed = claimed_by.clone();
-            let first =
-                events::requester_status(code, *expires_at, online, claimed.as_deref(), format);
-            if tx.send(Message::Text(first)).await.is_err() {
-                return;
-            }
-            if let (Some(name), Format::Json) = (&claimed, format) {
-                let frame = events::requester_claimed(name, online, format);
-                if tx.send(Message::Text(frame)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        RequesterStatus::Settled(outcome) => {
-            finish(&mut tx, *outcome, format).await;
-            return;
-        }
-    }
-
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
+    let mut timers = Timers::new();
     loop {
         let step = tokio::select! {
             // `biased`: an outcome goes out before anything else that is ready.
             biased;
             changed = status.changed() => {
                 let next = status.borrow_and_update().clone();
-                if changed.is_err() && next == current {
+                if changed.is_err() && next == state.current {
                     // The session left the registry without a final status.
                     Step::Stop
+                } else if status_changed(&mut tx, &mut state, next, online_now(&presence)).await {
+                    Step::Skip
                 } else {
-                    let frames = diff(&current, &next, &mut claimed, *presence.borrow(), format);
-                    current = next;
-                    if let RequesterStatus::Settled(outcome) = current {
-                        finish(&mut tx, outcome, format).await;
-                        return;
-                    }
-                    let mut failed = false;
-                    for frame in frames {
-                        failed |= tx.send(Message::Text(frame)).await.is_err();
-                    }
-                    if failed { Step::Stop } else { Step::Skip }
+                    return;
                 }
             },
             changed = presence.changed() => match changed {
                 Ok(()) => {
                     let online = *presence.borrow_and_update();
-                    Step::text(events::requester_presence(online, claimed.as_deref(), format))
+                    Step::text(events::requester_presence(online, state.claimed.as_deref(), format))
                 }
                 Err(_) => Step::Stop,
             },
-            incoming = rx.next() => heard(incoming, &mut last_heard),
+            incoming = rx.next() => heard(incoming, &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
             changed = accounts.changed() => {
-                let alive = sessions::find(&app.db, &token, &rfc3339(app.clock.now())).await;
+                let alive = crate::review::browser_session(&app.flow, &token).await;
                 if changed.is_ok() && !matches!(alive, Ok(None)) {
                     Step::Skip
                 } else {
                     Step::Send(close("session ended"))
                 }
             },
-            _ = ping.tick() => keepalive(last_heard),
+            _ = timers.ping.tick() => keepalive(timers.last_heard),
         };
-        let frame = match step {
-            Step::Send(frame) => frame,
-            Step::Skip => continue,
-            Step::Stop => break,
-        };
-        let closing = matches!(frame, Message::Close(_));
-        if tx.send(frame).await.is_err() || closing {
+        if !deliver(&mut tx, step).await {
             break;
         }
     }
@@ -412,7 +482,7 @@ fn diff(
 /// Sends the outcome and closes: normally after approval (the page moves on),
 /// with 1008 when the session has ended.
 async fn finish(
-    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    tx: &mut Sink,
     outcome: crate::domain::Outcome,
     format: Format,
 ) {

@@ -380,6 +380,14 @@ async fn a_claim_reaches_other_reviewers_and_the_requester() {
         html.contains("call them back") || html.contains("Call them back"),
         "the callback warning"
     );
+    // The drawer claims with a POST once it has opened (a GET claims nothing).
+    assert!(html.contains(&format!("hx-post=\"/inbox/{id}/claim\"")));
+    let claimed = app
+        .post(&rita, &format!("/inbox/{id}/claim"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claimed.status(), 204);
 
     let updated = robs_inbox.expect("updated", SOON).await;
     assert_eq!(
@@ -611,10 +619,10 @@ async fn a_pending_session_survives_a_restart() {
                 requester_user_agent: "".into(),
                 session_created_at: "2026-11-28T00:00:00.000Z".into(),
             },
-            true,
-            peergate::ledger::Decider {
+            peergate::domain::Verdict::Approve,
+            peergate::domain::Reviewer {
                 id: "usr_R".into(),
-                name: "Rita Reviewer".into(),
+                display_name: "Rita Reviewer".into(),
             },
             peergate::domain::Channel::Call,
             true,
@@ -716,7 +724,7 @@ async fn a_lagging_reviewer_socket_does_not_delay_the_others() {
         let id = id.clone();
         tokio::spawn(async move {
             for i in 0..50_000 {
-                let who = peergate::registry::ReviewerRef {
+                let who = peergate::domain::Reviewer {
                     id: format!("usr_{}", i % 2),
                     display_name: format!("Reviewer {}", i % 2),
                 };

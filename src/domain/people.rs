@@ -1,0 +1,29 @@
+//! The people in a review and where a sign-in came from, as everyone else
+//! (reviewers, requesters, the ledger) sees them.
+
+use serde::Serialize;
+
+/// Who asked for review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Requester {
+    /// The user's stable id (the ledger records this, not the username).
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+}
+
+/// A reviewer, by stable id and display name at the time. Only the display
+/// name is ever shown to others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reviewer {
+    #[serde(skip)]
+    pub id: String,
+    pub display_name: String,
+}
+
+/// Where a sign-in came from, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: String,
+}

@@ -1,0 +1,57 @@
+//! [`Flow`]: everything the review flow works with, and nothing of the web.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::domain::TokenHash;
+use crate::ledger::Ledger;
+use crate::limiter::WindowLimiter;
+use crate::registry::Registry;
+use crate::store::Db;
+
+/// A cheap `Clone` handle to the flow's shared parts.
+#[derive(Clone)]
+pub struct Flow {
+    inner: Arc<FlowParts>,
+}
+
+/// The flow's parts; built once by `startup`.
+pub struct FlowParts {
+    pub settings: Settings,
+    /// `app.sqlite`.
+    pub db: Db,
+    pub ledger: Ledger,
+    pub registry: Registry,
+    pub clock: SharedClock,
+    /// Failed sign-ins per username and per client IP.
+    pub login_failures: WindowLimiter,
+    /// Sign-ins that start a peer review, per user and per client IP, so a
+    /// stolen password cannot flood the reviewers (MFA fatigue).
+    pub review_starts_per_user: WindowLimiter,
+    pub review_starts_per_ip: WindowLimiter,
+    /// Browser sessions that just ended (sign-out), so their sockets close at once.
+    pub session_ended: tokio::sync::broadcast::Sender<TokenHash>,
+    /// One lock per user around "withdraw the older pending session, create
+    /// the new one", so concurrent sign-ins leave one pending session. A tokio
+    /// mutex: it is held across the ledger append.
+    pub sign_in_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Flow {
+    pub fn new(parts: FlowParts) -> Self {
+        Self {
+            inner: Arc::new(parts),
+        }
+    }
+}
+
+impl Deref for Flow {
+    type Target = FlowParts;
+    fn deref(&self) -> &FlowParts {
+        &self.inner
+    }
+}

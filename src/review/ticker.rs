@@ -1,0 +1,45 @@
+//! The ageing ticker: promotes sessions `new → aging → overdue`, expires them
+//! at their TTL, and now and then runs the settling sweep.
+
+use std::time::Duration;
+
+use super::{Flow, lifecycle, restore};
+use crate::domain::{Ages, Outcome};
+
+/// How often the ticker looks at the registry.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// The settling sweep runs every this many ticks (about every 5 s).
+const SWEEP_EVERY_TICKS: u32 = 20;
+
+/// Runs until its owner (startup) stops it.
+pub async fn run_ticker(flow: Flow) {
+    let ages = Ages {
+        aging_after: flow.settings.peer_review.aging_after,
+        overdue_after: flow.settings.peer_review.overdue_after,
+    };
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks = 0u32;
+    loop {
+        interval.tick().await;
+        let expired = flow.registry.tick(flow.clock.now(), &ages);
+        // Expire concurrently so the appends share group commits.
+        let mut closing = tokio::task::JoinSet::new();
+        for id in expired {
+            let flow = flow.clone();
+            closing.spawn(async move {
+                if let Err(e) = lifecycle::close(&flow, &id, Outcome::Expired).await {
+                    tracing::warn!(session_id = %id, error = %e, "expiry not recorded yet; retrying on the next tick");
+                }
+            });
+        }
+        while closing.join_next().await.is_some() {}
+        ticks = ticks.wrapping_add(1);
+        if ticks % SWEEP_EVERY_TICKS == 0
+            && let Err(e) = restore::settle_sweep(&flow).await
+        {
+            tracing::warn!(error = format!("{e:#}"), "the settling sweep failed; retrying later");
+        }
+    }
+}
