@@ -371,7 +371,7 @@ async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Resul
         UserCommand::List => {
             println!("{:<20} {:<24} {:<24} ROLES", "USERNAME", "NAME", "ID");
             for user in users::list_users(&pool).await? {
-                let mut roles = user.roles();
+                let mut roles = user.roles().names();
                 if user.is_exempt {
                     roles.push("exempt");
                 }
@@ -388,7 +388,17 @@ async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Resul
             }
         }
         UserCommand::SetRoles(set) => {
-            if !users::set_roles(&pool, &set.username, set.reviewer, set.admin, set.exempt).await? {
+            if !users::set_roles(
+                &pool,
+                &set.username,
+                crate::domain::Roles {
+                    reviewer: set.reviewer,
+                    admin: set.admin,
+                    exempt: set.exempt,
+                },
+            )
+            .await?
+            {
                 bail!("there is no user named `{}`", set.username);
             }
             println!("roles of {} updated", set.username);

@@ -48,7 +48,9 @@ pub enum Error {
     #[error("Too many attempts. Try again in {retry_after_secs} seconds.")]
     RateLimited { retry_after_secs: u64 },
     /// 503 `unavailable`, with `Retry-After`: too many sign-ins wait for a password check.
-    #[error("Too many sign-ins are being checked right now. Try again in {retry_after_secs} seconds.")]
+    #[error(
+        "Too many sign-ins are being checked right now. Try again in {retry_after_secs} seconds."
+    )]
     Busy { retry_after_secs: u64 },
     /// 503 `unavailable`: a dependency (the ledger, the database) is failing; nothing was changed.
     #[error("{0}")]
@@ -157,7 +159,9 @@ impl From<ReviewError> for Error {
     fn from(e: ReviewError) -> Self {
         match e {
             ReviewError::BadCredentials => Error::BadCredentials,
-            ReviewError::RateLimited { retry_after_secs } => Error::RateLimited { retry_after_secs },
+            ReviewError::RateLimited { retry_after_secs } => {
+                Error::RateLimited { retry_after_secs }
+            }
             ReviewError::Busy { retry_after_secs } => Error::Busy { retry_after_secs },
             ReviewError::NotFound => Error::NotFound("There is no such sign-in request.".into()),
             ReviewError::AlreadyDecided => Error::AlreadyDecided,

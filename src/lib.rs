@@ -21,21 +21,42 @@
 //! - `loadtest`: the load generator behind BENCHMARKS.md.
 //! - `error`: the HTTP error type; `metrics`: metric names; `telemetry`: logs.
 
+// The library's public face: what the binary, auditors' scripts and the
+// benchmarks use.
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod ledger;
-pub mod limiter;
-pub mod loadtest;
-pub mod metrics;
-pub mod passwords;
-pub mod registry;
-pub mod review;
 pub mod startup;
+
+// The service's insides: private, so that the compiler reports dead code.
+mod error;
+mod limiter;
+mod metrics;
+mod registry;
+mod review;
+mod telemetry;
+mod views;
+mod web;
+
+// Private too, except to the test suite (the `test-hooks` feature, which only
+// the tests' dev-dependency turns on): tests make accounts and look inside.
+#[cfg(feature = "test-hooks")]
+pub mod loadtest;
+#[cfg(not(feature = "test-hooks"))]
+mod loadtest;
+#[cfg(feature = "test-hooks")]
+pub mod passwords;
+#[cfg(not(feature = "test-hooks"))]
+mod passwords;
+#[cfg(feature = "test-hooks")]
 pub mod state;
+#[cfg(not(feature = "test-hooks"))]
+mod state;
+#[cfg(feature = "test-hooks")]
 pub mod store;
-pub mod telemetry;
-pub mod views;
-pub mod web;
+#[cfg(not(feature = "test-hooks"))]
+mod store;
+
+pub use telemetry::init as init_logging;

@@ -8,7 +8,7 @@ use peergate::cli::{Cli, run};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    peergate::telemetry::init();
+    peergate::init_logging();
     // Thousands of sockets need file descriptors: take the hard limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match run(cli).await {

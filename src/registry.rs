@@ -244,10 +244,6 @@ impl Registry {
         self.inner.sessions.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.inner.sessions.is_empty()
-    }
-
     /// Listens to the requester status of one session.
     pub fn watch_requester(&self, id: &str) -> Option<watch::Receiver<RequesterStatus>> {
         self.inner

@@ -145,7 +145,12 @@ impl Application {
     }
 }
 
-fn build_flow(settings: &Settings, db: crate::store::Db, ledger: Ledger, clock: SharedClock) -> Flow {
+fn build_flow(
+    settings: &Settings,
+    db: crate::store::Db,
+    ledger: Ledger,
+    clock: SharedClock,
+) -> Flow {
     let limiter = |limit, window| WindowLimiter::new(limit, window, clock.clone());
     Flow::new(FlowParts {
         login_failures: limiter(settings.auth.failed_logins_per_minute, LOGIN_FAILURE_WINDOW),

@@ -27,3 +27,27 @@ pub struct Client {
     pub ip: String,
     pub user_agent: String,
 }
+
+/// What an account may do: the `reviewer` and `admin` roles (independent of
+/// each other), and whether it skips peer review always (`exempt`, for
+/// bootstrap admins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub reviewer: bool,
+    pub admin: bool,
+    pub exempt: bool,
+}
+
+impl Roles {
+    /// Role names as `/api/v1/me` lists them (`exempt` is not a role).
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.reviewer {
+            names.push("reviewer");
+        }
+        if self.admin {
+            names.push("admin");
+        }
+        names
+    }
+}

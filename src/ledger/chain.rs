@@ -34,27 +34,23 @@ pub struct EntryFields {
     pub decided_at: String,
 }
 
-fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-    // SQLite's default limits cap a column at 1 GB, so the length always fits
-    // in a u32.
-    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
 /// The number of hashed fields, in order: seq, entry_id, session_id, outcome,
 /// requester_id, requester_name, requester_ip, requester_user_agent,
 /// reviewer_id, reviewer_name, channel, code_confirmed, note,
 /// session_created_at, decided_at.
 pub const FIELD_COUNT: usize = 15;
 
-/// The length-prefixed encoding of fields given as bytes, in hashing order.
-pub fn encode_parts(parts: &[&[u8]; FIELD_COUNT]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+/// The length framing of DESIGN.md §5, written once: each field as its u32
+/// big-endian byte length, then its bytes, handed to `sink` in order. Both
+/// the hash and the (tested) encoding go through here.
+fn frame(parts: &[&[u8]; FIELD_COUNT], mut sink: impl FnMut(&[u8])) {
     for part in parts {
-        field(&mut out, part);
+        // SQLite's default limits cap a column at 1 GB, so the length always
+        // fits in a u32.
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        sink(&len.to_be_bytes());
+        sink(part);
     }
-    out
 }
 
 /// The entry hash of fields given as bytes (as stored), chained to `prev_hash`.
@@ -63,12 +59,9 @@ pub fn hash_parts(prev_hash: &[u8; 32], parts: &[&[u8]; FIELD_COUNT]) -> [u8; 32
     hasher.update(FORMAT.as_bytes());
     hasher.update(b"\n");
     hasher.update(prev_hash);
-    let mut len = [0u8; 4];
-    for part in parts {
-        len.copy_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-        hasher.update(&len);
-        hasher.update(part);
-    }
+    frame(parts, |bytes| {
+        hasher.update(bytes);
+    });
     *hasher.finalize().as_bytes()
 }
 
@@ -95,9 +88,16 @@ impl EntryFields {
         ])
     }
 
-    /// The fields in hashing order, each length-prefixed.
-    pub fn encode(&self) -> Vec<u8> {
-        self.with_parts(encode_parts)
+    /// The fields in hashing order, each length-prefixed: exactly the bytes
+    /// the hash covers after its prefix. The property tests check that it is
+    /// injective.
+    #[cfg(test)]
+    fn encode(&self) -> Vec<u8> {
+        self.with_parts(|parts| {
+            let mut out = Vec::new();
+            frame(parts, |bytes| out.extend_from_slice(bytes));
+            out
+        })
     }
 
     /// This entry's hash, chained to `prev_hash`.

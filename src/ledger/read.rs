@@ -184,8 +184,8 @@ pub async fn kpis(pool: &SqlitePool, now: chrono::DateTime<chrono::Utc>) -> anyh
     }
     waits.sort_by(f64::total_cmp);
     if !waits.is_empty() {
-        kpis.median_decision_secs = Some(crate::loadtest::percentile(&waits, 50.0));
-        kpis.p90_decision_secs = Some(crate::loadtest::percentile(&waits, 90.0));
+        kpis.median_decision_secs = Some(crate::domain::percentile(&waits, 50.0));
+        kpis.p90_decision_secs = Some(crate::domain::percentile(&waits, 90.0));
     }
     if ended > 0 {
         let quick = waits.iter().filter(|w| **w <= 600.0).count();

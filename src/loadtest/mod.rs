@@ -8,14 +8,7 @@ pub mod snapshot;
 
 use serde::Serialize;
 
-/// The `p`-th percentile (0..=100) of sorted samples, nearest rank.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
+pub use crate::domain::percentile;
 
 /// Prints a report: a table for people, then (with `json`) one JSON object on
 /// the last line for scripts.
@@ -42,18 +35,4 @@ pub fn synthetic_draft(n: usize) -> crate::ledger::LedgerDraft {
         requester_user_agent: "peergate-loadtest".into(),
         session_created_at: crate::clock::rfc3339(chrono::Utc::now()),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-    }
 }

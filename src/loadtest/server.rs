@@ -3,7 +3,7 @@
 //! accounts created through the library, sign-ins through HTTP, and sockets
 //! through tokio-tungstenite. Loopback only.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -194,10 +194,6 @@ impl Target {
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 
     /// Stops a child server.

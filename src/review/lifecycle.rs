@@ -155,8 +155,8 @@ pub async fn complete(flow: &Flow, session: &BrowserSession) -> Result<Completed
         .ok_or(ReviewError::NotApproved)?;
     // The ledger decides whether this session was approved; app.sqlite may
     // still be catching up with it (see `apply_outcome`).
-    let approved = crate::ledger::read::outcome_of(&flow.ledger.reader, &id).await?
-        == Some(Outcome::Approved);
+    let approved =
+        crate::ledger::read::outcome_of(&flow.ledger.reader, &id).await? == Some(Outcome::Approved);
     if !approved {
         return Err(ReviewError::NotApproved);
     }

@@ -23,9 +23,7 @@ use chrono::{DateTime, Utc};
 pub use decide::{Decision, InvalidDecision, decide};
 pub use error::ReviewError;
 pub use flow::{Flow, FlowParts};
-pub use lifecycle::{
-    Completed, SESSION_LIFETIME, browser_session, close, complete, rotate_code, run_to_end, sign_out,
-};
+pub use lifecycle::{browser_session, complete, rotate_code, sign_out};
 pub use restore::restore;
 pub use sign_in::{SignIn, SignInRequest, sign_in};
 pub use ticker::run_ticker;

@@ -50,8 +50,7 @@ pub async fn settle_sweep(flow: &Flow) -> anyhow::Result<usize> {
         {
             continue;
         }
-        if let Some(outcome) =
-            crate::ledger::read::outcome_of(&flow.ledger.reader, &row.id).await?
+        if let Some(outcome) = crate::ledger::read::outcome_of(&flow.ledger.reader, &row.id).await?
         {
             tracing::warn!(session_id = %row.id, outcome = %outcome, "settling an outcome that was not mirrored");
             lifecycle::apply_outcome(flow, &row.id, outcome).await;

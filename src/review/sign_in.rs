@@ -7,10 +7,10 @@ use super::{Flow, ReviewError, later, lifecycle};
 use crate::clock::rfc3339;
 use crate::domain::{Client, Level, Outcome, PendingCode, Requester, SessionToken, TokenHash, ids};
 use crate::registry::PendingSession;
+use crate::store::devices;
 use crate::store::flows::{self, NewSession};
 use crate::store::pending::{self, NewPending};
 use crate::store::users::{self, User};
-use crate::store::devices;
 
 /// Longest username or password looked at; anything longer cannot match.
 const MAX_CREDENTIAL_LEN: usize = 1024;

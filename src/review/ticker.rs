@@ -39,7 +39,10 @@ pub async fn run_ticker(flow: Flow) {
         if ticks % SWEEP_EVERY_TICKS == 0
             && let Err(e) = restore::settle_sweep(&flow).await
         {
-            tracing::warn!(error = format!("{e:#}"), "the settling sweep failed; retrying later");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the settling sweep failed; retrying later"
+            );
         }
     }
 }

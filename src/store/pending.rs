@@ -2,8 +2,8 @@
 //! this table lets a restart lose nothing (codes excepted: they are never stored).
 
 use anyhow::Context;
-use sqlx::SqliteExecutor;
 use sqlx::Row;
+use sqlx::SqliteExecutor;
 
 use super::users::{USER_COLUMNS, User, user_from_row};
 

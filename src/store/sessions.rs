@@ -2,8 +2,8 @@
 //! it is half-authenticated (waiting for peer review) or fully authenticated.
 
 use anyhow::Context;
-use sqlx::SqliteExecutor;
 use sqlx::Row;
+use sqlx::SqliteExecutor;
 
 use super::users::{USER_COLUMNS, User, user_from_row};
 use crate::domain::TokenHash;

@@ -5,6 +5,7 @@ use sqlx::SqliteExecutor;
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
 use super::flag;
+use crate::domain::Roles;
 
 /// An account as the service sees it. The password hash never leaves the store
 /// except through [`password_hash`].
@@ -21,16 +22,12 @@ pub struct User {
 }
 
 impl User {
-    /// Role names as `/api/v1/me` lists them.
-    pub fn roles(&self) -> Vec<&'static str> {
-        let mut roles = Vec::new();
-        if self.is_reviewer {
-            roles.push("reviewer");
+    pub fn roles(&self) -> Roles {
+        Roles {
+            reviewer: self.is_reviewer,
+            admin: self.is_admin,
+            exempt: self.is_exempt,
         }
-        if self.is_admin {
-            roles.push("admin");
-        }
-        roles
     }
 }
 
@@ -156,16 +153,14 @@ pub async fn list_users(db: impl SqliteExecutor<'_>) -> anyhow::Result<Vec<User>
 pub async fn set_roles(
     db: impl SqliteExecutor<'_>,
     username: &str,
-    is_reviewer: bool,
-    is_admin: bool,
-    is_exempt: bool,
+    roles: Roles,
 ) -> anyhow::Result<bool> {
     let done = sqlx::query(
         "UPDATE users SET is_reviewer = ?, is_admin = ?, is_exempt = ? WHERE username = ?",
     )
-    .bind(is_reviewer)
-    .bind(is_admin)
-    .bind(is_exempt)
+    .bind(roles.reviewer)
+    .bind(roles.admin)
+    .bind(roles.exempt)
     .bind(username)
     .execute(db)
     .await

@@ -3,11 +3,39 @@
 
 use maud::{Markup, html};
 
-use super::page;
-use crate::ledger::read::{DECIDED_WITHIN_10M_GOAL, Kpis, StoredEntry};
+use super::{Viewer, page};
+use crate::domain::Outcome;
+use crate::ledger::read::{DECIDED_WITHIN_10M_GOAL, Kpis};
 use crate::ledger::{Head, Snapshot};
-use crate::store::downloads::Download;
-use crate::store::users::User;
+
+/// A ledger entry as the admin pages show it: every column, typed.
+pub struct EntryRow<'a> {
+    pub seq: i64,
+    pub entry_id: &'a str,
+    pub outcome: Outcome,
+    pub requester_id: &'a str,
+    pub requester_name: &'a str,
+    pub requester_ip: &'a str,
+    pub requester_user_agent: &'a str,
+    pub reviewer_id: &'a str,
+    pub reviewer_name: &'a str,
+    pub channel: &'a str,
+    pub code_confirmed: bool,
+    pub note: &'a str,
+    pub session_created_at: &'a str,
+    pub decided_at: &'a str,
+    pub prev_hash: &'a str,
+    pub entry_hash: &'a str,
+}
+
+/// One download of the ledger: who, when, which file at which head.
+pub struct DownloadRow<'a> {
+    pub username: &'a str,
+    pub downloaded_at: &'a str,
+    pub filename: &'a str,
+    pub head_seq: i64,
+    pub head_hash: &'a str,
+}
 
 /// A value with a copy button.
 fn copyable(id: &str, value: &str) -> Markup {
@@ -29,15 +57,15 @@ fn duration(secs: Option<f64>) -> String {
 }
 
 pub struct AdminView<'a> {
-    pub user: &'a User,
+    pub user: Viewer<'a>,
     pub head: Head,
     pub snapshot: &'a Snapshot,
     pub kpis: &'a Kpis,
     pub pending_now: usize,
     pub reviewers_online: usize,
-    pub downloads: &'a [Download],
+    pub downloads: &'a [DownloadRow<'a>],
     /// The newest entries, for a glance at what happened last.
-    pub latest: &'a [StoredEntry],
+    pub latest: &'a [EntryRow<'a>],
 }
 
 pub fn dashboard(v: &AdminView<'_>) -> Markup {
@@ -135,8 +163,8 @@ fn short(hash: &str) -> Markup {
 }
 
 pub fn ledger_page(
-    user: &User,
-    entries: &[StoredEntry],
+    user: Viewer<'_>,
+    entries: &[EntryRow<'_>],
     query: &LedgerQuery<'_>,
     next_before: Option<i64>,
     notice: Option<&str>,
@@ -186,7 +214,7 @@ fn urlencode(text: &str) -> String {
 }
 
 /// Every column of the given entries; hashes shortened with the full value on hover.
-pub fn entries_table(entries: &[StoredEntry]) -> Markup {
+pub fn entries_table(entries: &[EntryRow<'_>]) -> Markup {
     html! {
             div.table-wrap {
                 table.entries {
@@ -198,8 +226,7 @@ pub fn entries_table(entries: &[StoredEntry]) -> Markup {
                         }
                     }
                     tbody {
-                        @for e in entries {
-                            @let f = &e.fields;
+                        @for f in entries {
                             tr class={ "outcome-" (f.outcome) } {
                                 td { (f.seq) }
                                 td { span class={ "badge outcome-" (f.outcome) } { (f.outcome) } }
@@ -207,13 +234,13 @@ pub fn entries_table(entries: &[StoredEntry]) -> Markup {
                                 td { span.mono { (f.requester_ip) } br; span.muted.ua { (f.requester_user_agent) } }
                                 td { (f.reviewer_name) br; span.muted.mono { (f.reviewer_id) } }
                                 td { (f.channel) }
-                                td { (if f.code_confirmed == 1 { "yes" } else { "no" }) }
+                                td { (if f.code_confirmed { "yes" } else { "no" }) }
                                 td.note { (f.note) }
                                 td { time datetime=(f.session_created_at) { (f.session_created_at) } }
                                 td { time datetime=(f.decided_at) { (f.decided_at) } }
                                 td.mono { (f.entry_id) }
-                                td { (short(&e.prev_hash)) }
-                                td { (short(&e.entry_hash)) }
+                                td { (short(f.prev_hash)) }
+                                td { (short(f.entry_hash)) }
                             }
                         }
                     }

@@ -2,8 +2,8 @@
 
 use maud::{Markup, html};
 
+use super::Viewer;
 use super::page;
-use crate::store::users::User;
 
 /// The sign-in form, with an error message after a failed attempt.
 pub fn login(error: Option<&str>, username: &str) -> Markup {
@@ -34,7 +34,7 @@ pub fn login(error: Option<&str>, username: &str) -> Markup {
 }
 
 /// The signed-in home: who you are and where you can go.
-pub fn home(user: &User) -> Markup {
+pub fn home(user: Viewer<'_>) -> Markup {
     page(
         "Home",
         Some(user),
@@ -42,18 +42,18 @@ pub fn home(user: &User) -> Markup {
             section.card {
                 h1 { "Signed in as " (user.display_name) }
                 p.muted { "Username " code { (user.username) } }
-                @if !user.roles().is_empty() {
-                    p { "Roles: " (user.roles().join(", ")) }
+                @if !user.roles.names().is_empty() {
+                    p { "Roles: " (user.roles.names().join(", ")) }
                 }
                 ul.links {
-                    @if user.is_reviewer {
+                    @if user.roles.reviewer {
                         li { a href="/inbox" { "Review sign-in requests" } " — colleagues waiting for a peer check." }
                     }
-                    @if user.is_admin {
+                    @if user.roles.admin {
                         li { a href="/admin" { "Admin" } " — KPIs, the ledger and its download." }
                     }
                 }
-                @if !user.is_reviewer && !user.is_admin {
+                @if !user.roles.reviewer && !user.roles.admin {
                     p { "You are signed in. There is nothing else to do here." }
                 }
             }

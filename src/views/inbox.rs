@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
+use super::Viewer;
 use super::page;
 use crate::clock::rfc3339;
 use crate::domain::{Channel, Outcome};
 use crate::registry::{PendingSession, Summary};
-use crate::store::users::User;
 
 /// `mm:ss` (or `h:mm:ss`) of an age in seconds, as the client ticks it.
 fn clock_text(seconds: i64) -> String {
@@ -116,7 +116,7 @@ pub fn reviewers_online(n: usize, oob: bool) -> Markup {
     }
 }
 
-pub fn inbox_page(user: &User, sessions: &[Summary], online: usize) -> Markup {
+pub fn inbox_page(user: Viewer<'_>, sessions: &[Summary], online: usize) -> Markup {
     let title = if sessions.is_empty() {
         "Inbox".to_string()
     } else {
@@ -177,7 +177,7 @@ pub fn detail(s: &PendingSession, now: DateTime<Utc>, error: Option<&str>) -> Ma
 }
 
 /// The detail as a whole page, for a request that did not come from htmx.
-pub fn detail_view(me: &User, detail: Markup) -> Markup {
+pub fn detail_view(me: Viewer<'_>, detail: Markup) -> Markup {
     super::page("Review", Some(me), html! { section.card { (detail) } })
 }
 

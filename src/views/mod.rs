@@ -10,11 +10,19 @@ pub mod pending;
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 
-use crate::store::users::User;
+use crate::domain::Roles;
+
+/// Who is looking at a page: what the layout and the home page show of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub roles: Roles,
+}
 
 /// The page shell: head with embedded assets, a top bar with the user's
 /// navigation, and the content.
-pub fn page(title: &str, user: Option<&User>, content: Markup) -> Markup {
+pub fn page(title: &str, user: Option<Viewer<'_>>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -33,8 +41,8 @@ pub fn page(title: &str, user: Option<&User>, content: Markup) -> Markup {
                     @if let Some(user) = user {
                         nav aria-label="Main" {
                             a href="/" { "Home" }
-                            @if user.is_reviewer { a href="/inbox" { "Inbox" } }
-                            @if user.is_admin { a href="/admin" { "Admin" } }
+                            @if user.roles.reviewer { a href="/inbox" { "Inbox" } }
+                            @if user.roles.admin { a href="/admin" { "Admin" } }
                         }
                         form.signout method="post" action="/logout" {
                             span.who { (user.display_name) }

@@ -7,19 +7,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::extract::Admin;
 use crate::clock::rfc3339;
 use crate::domain::Outcome;
 use crate::error::{Error, Result};
 use crate::ledger::Snapshot;
-use crate::ledger::read::{self, EntryFilter};
+use crate::ledger::read::{self, EntryFilter, StoredEntry};
 use crate::state::AppState;
+use crate::store::downloads::Download;
 use crate::store::sessions::BrowserSession;
 use crate::store::{downloads, users};
 use crate::views;
+use crate::views::admin::{DownloadRow, EntryRow};
 
 /// Entries per ledger page.
 const PAGE_SIZE: i64 = 50;
@@ -51,9 +52,11 @@ async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<R
     let snapshot = current_snapshot(&app).await?;
     let kpis = read::kpis(&app.ledger.reader, app.clock.now()).await?;
     let recent = downloads::recent(&app.db, RECENT_DOWNLOADS).await?;
+    let recent: Vec<_> = recent.iter().map(download_row).collect();
     let latest = read::page(&app.ledger.reader, &EntryFilter::default(), LATEST_ENTRIES).await?;
+    let latest: Vec<_> = latest.iter().map(entry_row).collect();
     Ok(views::admin::dashboard(&views::admin::AdminView {
-        user: &admin.user,
+        user: super::viewer(&admin.user),
         head: app.ledger.writer.head(),
         snapshot: &snapshot,
         kpis: &kpis,
@@ -117,14 +120,49 @@ async fn ledger_page(
         outcome: outcome_text,
         user: username,
     };
+    let rows: Vec<_> = entries.iter().map(entry_row).collect();
     Ok(views::admin::ledger_page(
-        &admin.user,
-        &entries,
+        super::viewer(&admin.user),
+        &rows,
         &query,
         next_before,
         notice.as_deref(),
     )
     .into_response())
+}
+
+fn entry_row(e: &StoredEntry) -> EntryRow<'_> {
+    let f = &e.fields;
+    EntryRow {
+        seq: f.seq,
+        entry_id: &f.entry_id,
+        // The writer only records known outcomes; an unknown one is shown as
+        // what it most resembles rather than hiding the row.
+        outcome: f.outcome.parse().unwrap_or(Outcome::Denied),
+        requester_id: &f.requester_id,
+        requester_name: &f.requester_name,
+        requester_ip: &f.requester_ip,
+        requester_user_agent: &f.requester_user_agent,
+        reviewer_id: &f.reviewer_id,
+        reviewer_name: &f.reviewer_name,
+        channel: &f.channel,
+        code_confirmed: f.code_confirmed == 1,
+        note: &f.note,
+        session_created_at: &f.session_created_at,
+        decided_at: &f.decided_at,
+        prev_hash: &e.prev_hash,
+        entry_hash: &e.entry_hash,
+    }
+}
+
+fn download_row(d: &Download) -> DownloadRow<'_> {
+    DownloadRow {
+        username: &d.username,
+        downloaded_at: &d.downloaded_at,
+        filename: &d.filename,
+        head_seq: d.head_seq,
+        head_hash: &d.head_hash,
+    }
 }
 
 fn head_headers(snapshot: &Snapshot) -> HeaderMap {
@@ -219,18 +257,35 @@ async fn blake3_file(State(app): State<AppState>, Admin(_): Admin) -> Result<Res
     Ok(checksum_file(&snapshot, &snapshot.blake3, "b3"))
 }
 
-async fn head_api(State(app): State<AppState>, Admin(_): Admin) -> Result<Json<Value>> {
+/// `GET /api/v1/admin/ledger/head`'s answer.
+#[derive(Serialize)]
+struct HeadResponse<'a> {
+    seq: i64,
+    head_hash: String,
+    snapshot: SnapshotInfo<'a>,
+}
+
+#[derive(Serialize)]
+struct SnapshotInfo<'a> {
+    filename: &'a str,
+    bytes: u64,
+    blake3: &'a str,
+    sha256: &'a str,
+}
+
+async fn head_api(State(app): State<AppState>, Admin(_): Admin) -> Result<Response> {
     let snapshot = current_snapshot(&app).await?;
-    Ok(Json(json!({
-        "seq": snapshot.head.seq,
-        "head_hash": snapshot.head.hash_hex(),
-        "snapshot": {
-            "filename": snapshot.filename,
-            "bytes": snapshot.bytes,
-            "blake3": snapshot.blake3,
-            "sha256": snapshot.sha256,
-        }
-    })))
+    Ok(Json(HeadResponse {
+        seq: snapshot.head.seq,
+        head_hash: snapshot.head.hash_hex(),
+        snapshot: SnapshotInfo {
+            filename: &snapshot.filename,
+            bytes: snapshot.bytes,
+            blake3: &snapshot.blake3,
+            sha256: &snapshot.sha256,
+        },
+    })
+    .into_response())
 }
 
 /// Prometheus text format; with `metrics_token` set, only for its bearer.
@@ -242,13 +297,7 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<Resp
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let same = given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
+        if !crate::domain::constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return Err(Error::Unauthenticated);
         }
     }

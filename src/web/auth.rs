@@ -143,7 +143,7 @@ async fn me(MaybeSession(session): MaybeSession) -> Result<Response> {
             id: &user.id,
             username: &user.username,
             display_name: &user.display_name,
-            roles: user.roles(),
+            roles: user.roles().names(),
         },
         state: session.state.as_str(),
     })

@@ -44,11 +44,22 @@ impl Format {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum InboxMessage<'a> {
-    Snapshot { sessions: &'a [Summary] },
-    Added { session: &'a Summary },
-    Updated { session: &'a Summary },
-    Removed { session_id: &'a str, outcome: Outcome },
-    Presence { reviewers_online: usize },
+    Snapshot {
+        sessions: &'a [Summary],
+    },
+    Added {
+        session: &'a Summary,
+    },
+    Updated {
+        session: &'a Summary,
+    },
+    Removed {
+        session_id: &'a str,
+        outcome: Outcome,
+    },
+    Presence {
+        reviewers_online: usize,
+    },
 }
 
 /// A reviewer, as the requester's `claimed` event names them.
@@ -162,7 +173,10 @@ pub async fn run_fanout(registry: Registry, frames: Frames) {
         match events.recv().await {
             Ok(event) => frames.send(Published::new(Some(event))),
             Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "the inbox fan-out fell behind; reviewers get a fresh snapshot");
+                tracing::warn!(
+                    missed,
+                    "the inbox fan-out fell behind; reviewers get a fresh snapshot"
+                );
                 frames.send(Published::new(None));
             }
             Err(RecvError::Closed) => break,

@@ -25,7 +25,7 @@ async fn home(MaybeSession(session): MaybeSession) -> Response {
         Some(s) if s.state == SessionState::HalfAuthenticated => {
             Redirect::to("/pending").into_response()
         }
-        Some(s) => views::auth::home(&s.user).into_response(),
+        Some(s) => views::auth::home(super::viewer(&s.user)).into_response(),
     }
 }
 
@@ -36,7 +36,8 @@ async fn healthz(State(app): State<AppState>) -> Result<Response> {
     match (app_db, ledger) {
         (Ok(()), Ok(())) => Ok((StatusCode::OK, "ok").into_response()),
         (a, l) => {
-            let said = |r: anyhow::Result<()>| r.map_or_else(|e| format!("{e:#}"), |()| "ok".into());
+            let said =
+                |r: anyhow::Result<()>| r.map_or_else(|e| format!("{e:#}"), |()| "ok".into());
             Err(Error::Unavailable(format!(
                 "app.sqlite: {}; ledger.sqlite: {}",
                 said(a),

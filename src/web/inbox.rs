@@ -81,7 +81,12 @@ fn reviewer(me: &User) -> crate::domain::Reviewer {
 
 async fn inbox_page(State(app): State<AppState>, ReviewerSession(me): ReviewerSession) -> Response {
     let summaries = app.registry.summaries_for(&me.user.id, app.clock.now());
-    views::inbox::inbox_page(&me.user, &summaries, app.registry.reviewers_online()).into_response()
+    views::inbox::inbox_page(
+        super::viewer(&me.user),
+        &summaries,
+        app.registry.reviewers_online(),
+    )
+    .into_response()
 }
 
 /// A session a reviewer may look at: waiting, and not their own.
@@ -114,7 +119,7 @@ async fn detail_page(
     if htmx {
         Ok(detail.into_response())
     } else {
-        Ok(views::inbox::detail_view(&me.user, detail).into_response())
+        Ok(views::inbox::detail_view(super::viewer(&me.user), detail).into_response())
     }
 }
 
@@ -157,7 +162,13 @@ async fn decide_form(
     };
     let e = match result {
         Ok((receipt, (outcome, note))) if htmx => {
-            let partial = views::inbox::recorded(outcome, receipt.seq, &receipt.entry_hash, &name, note.as_str());
+            let partial = views::inbox::recorded(
+                outcome,
+                receipt.seq,
+                &receipt.entry_hash,
+                &name,
+                note.as_str(),
+            );
             return Ok(partial.into_response());
         }
         Ok(_) => return Ok(Redirect::to("/inbox").into_response()),

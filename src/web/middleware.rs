@@ -13,11 +13,10 @@ use axum_extra::extract::CookieJar;
 
 use super::cookies;
 use super::extract::CurrentSession;
-use crate::clock::rfc3339;
 use crate::domain::SessionToken;
 use crate::error::{Error, ErrorInfo};
 use crate::state::AppState;
-use crate::store::sessions::{self, SessionState};
+use crate::store::sessions::SessionState;
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     headers
@@ -95,12 +94,10 @@ pub async fn load_session(
         .get(cookies::session_name(&app))
         .and_then(|c| SessionToken::parse(c.value()));
     let session = match token {
-        Some(token) => {
-            match crate::review::browser_session(&app.flow, &token.hash()).await {
-                Ok(found) => found,
-                Err(e) => return Error::Internal(e).into_response(),
-            }
-        }
+        Some(token) => match crate::review::browser_session(&app.flow, &token.hash()).await {
+            Ok(found) => found,
+            Err(e) => return Error::Internal(e).into_response(),
+        },
         None => None,
     };
     if let Some(s) = &session {

@@ -21,6 +21,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
+use crate::store::users::User;
+use crate::views::Viewer;
 
 /// The largest request body accepted: a decision form with a 1,000-character
 /// note is far below it.
@@ -29,6 +31,15 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Content Security Policy: everything from our own origin, nothing inline
 /// except styles htmx sets on swapped elements.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// What the views show of a signed-in user.
+fn viewer(user: &User) -> Viewer<'_> {
+    Viewer {
+        username: &user.username,
+        display_name: &user.display_name,
+        roles: user.roles(),
+    }
+}
 
 pub fn create_app(state: AppState) -> Router {
     Router::new()

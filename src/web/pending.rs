@@ -132,7 +132,10 @@ async fn complete(
     Ok((jar, Redirect::to("/")).into_response())
 }
 
-async fn pending_api(State(app): State<AppState>, requester: HalfAuthenticated) -> Result<Response> {
+async fn pending_api(
+    State(app): State<AppState>,
+    requester: HalfAuthenticated,
+) -> Result<Response> {
     let id = &requester.pending_id;
     let reviewers_online = app.registry.reviewers_online();
     if let Some(live) = app.registry.get(id) {
@@ -160,7 +163,10 @@ async fn pending_api(State(app): State<AppState>, requester: HalfAuthenticated) 
     .into_response())
 }
 
-async fn new_code_api(State(app): State<AppState>, requester: HalfAuthenticated) -> Result<Response> {
+async fn new_code_api(
+    State(app): State<AppState>,
+    requester: HalfAuthenticated,
+) -> Result<Response> {
     let (code, expires_at) = review::rotate_code(&app.flow, &requester.pending_id).await?;
     Ok(Json(CodeResponse {
         code: code.expose(),

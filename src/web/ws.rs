@@ -19,12 +19,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::events::{self, Format, Published};
 use super::extract::{HalfAuthenticated, ReviewerSession};
-use crate::clock::rfc3339;
 use crate::domain::TokenHash;
 use crate::error::Error;
 use crate::registry::RequesterStatus;
 use crate::state::AppState;
-use crate::store::sessions;
 
 /// tungstenite's read buffer per socket (its default, 128 KiB, would cost
 /// ~1.3 GB for 10,000 idle sockets).
@@ -303,7 +301,13 @@ async fn status_changed(
     next: RequesterStatus,
     online: usize,
 ) -> bool {
-    let frames = diff(&state.current, &next, &mut state.claimed, online, state.format);
+    let frames = diff(
+        &state.current,
+        &next,
+        &mut state.claimed,
+        online,
+        state.format,
+    );
     state.current = next;
     if let RequesterStatus::Settled(outcome) = state.current {
         finish(tx, outcome, state.format).await;
@@ -481,11 +485,7 @@ fn diff(
 
 /// Sends the outcome and closes: normally after approval (the page moves on),
 /// with 1008 when the session has ended.
-async fn finish(
-    tx: &mut Sink,
-    outcome: crate::domain::Outcome,
-    format: Format,
-) {
+async fn finish(tx: &mut Sink, outcome: crate::domain::Outcome, format: Format) {
     if let Some(frame) = events::requester_outcome(outcome, format) {
         let _ = tx.send(Message::Text(frame)).await;
     }

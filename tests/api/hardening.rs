@@ -92,7 +92,7 @@ async fn an_unwritable_app_database_fails_sign_in_cleanly() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     assert!(
-        app.state.registry.is_empty(),
+        app.state.registry.list().is_empty(),
         "no half-created pending session"
     );
     unlock(blocker).await;
@@ -213,9 +213,17 @@ async fn sessions_that_end_close_their_sockets() {
     app.post(&rita, "/logout").send().await.unwrap();
     assert_eq!(ritas.expect_close(Duration::from_secs(1)).await, Some(1008));
     // The reviewer role removed (as `peergate user set-roles` does): within ~1 s.
-    peergate::store::users::set_roles(&app.state.db, "rob", false, false, true)
-        .await
-        .unwrap();
+    peergate::store::users::set_roles(
+        &app.state.db,
+        "rob",
+        peergate::domain::Roles {
+            reviewer: false,
+            admin: false,
+            exempt: true,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(robs.expect_close(SOON).await, Some(1008));
     let (code, _) = app.get_json(&rob, "/api/v1/inbox").await;
     assert_eq!(code, 403, "and on the next request");

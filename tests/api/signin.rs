@@ -66,7 +66,7 @@ async fn an_exempt_user_is_authenticated_at_once() {
             .contains("Signed in as Ada Admin")
     );
     // Nothing is waiting for review.
-    assert!(app.state.registry.is_empty());
+    assert!(app.state.registry.list().is_empty());
     app.stop().await;
 }
 
@@ -377,7 +377,7 @@ async fn a_new_sign_in_withdraws_the_older_pending_session() {
     let r = app.post(&second, "/pending/cancel").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()["location"], "/login");
-    assert!(app.state.registry.is_empty());
+    assert!(app.state.registry.list().is_empty());
     let (status, _) = app.get_json(&second, "/api/v1/me").await;
     assert_eq!(status, 401);
     let entries = peergate::ledger::read::all_entries(&app.state.ledger.reader)
