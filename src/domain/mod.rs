@@ -1,14 +1,17 @@
-//! Validated newtypes and pure rules: codes, tokens, ids, outcomes and notes.
+//! Validated newtypes and pure rules: codes, tokens, ids, outcomes, notes and
+//! usernames.
 //! Nothing here touches axum or sqlx; handlers parse input into these types once.
 
 pub mod code;
 pub mod ids;
 pub mod outcome;
 pub mod token;
+mod username;
 
 pub use code::PendingCode;
 pub use outcome::{Channel, Note, Outcome};
 pub use token::{SessionToken, TokenHash};
+pub use username::{Username, UsernameError};
 
 /// Fills `buf` from the operating system's CSPRNG.
 ///
