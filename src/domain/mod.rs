@@ -1,15 +1,17 @@
-//! Validated newtypes and pure rules: codes, tokens, ids, outcomes, notes and
-//! usernames.
+//! Validated newtypes and pure rules: codes, tokens, ids, outcomes, notes,
+//! usernames and the public URL.
 //! Nothing here touches axum or sqlx; handlers parse input into these types once.
 
 pub mod code;
 pub mod ids;
 pub mod outcome;
+mod public_url;
 pub mod token;
 mod username;
 
 pub use code::PendingCode;
 pub use outcome::{Channel, Note, Outcome};
+pub use public_url::{PublicUrl, PublicUrlError};
 pub use token::{SessionToken, TokenHash};
 pub use username::{Username, UsernameError};
 
