@@ -16,6 +16,7 @@
 //! - `ledger`: the hash-chained ledger, its writer, snapshots and verification.
 //! - `store`: `app.sqlite` (users, sessions, pending sessions, devices).
 //! - `passwords`: argon2id hashing off the runtime.
+//! - `password_checks`: the bounded pool sign-in password checks run on.
 //! - `limiter`: failed sign-ins per username and per IP.
 //! - `web`: routers, extractors and middleware; `views`: maud pages.
 //! - `loadtest`: the load generator behind BENCHMARKS.md.
@@ -30,6 +31,7 @@ pub mod ledger;
 pub mod limiter;
 pub mod loadtest;
 pub mod metrics;
+pub mod password_checks;
 pub mod passwords;
 pub mod registry;
 pub mod review;
