@@ -7,6 +7,7 @@
 //!
 //! - `cli`: the command tree (serve, demo, user, ledger verify).
 //! - `config`: layered, validated configuration.
+//! - `datadir_lock`: one server per data dir (an exclusive lock file).
 //! - `startup`: build the service, run it until stopped.
 //! - `state`: the shared handle every handler sees.
 //! - `clock`: the injectable clock every time rule reads.
@@ -25,6 +26,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod datadir_lock;
 pub mod domain;
 pub mod error;
 pub mod ledger;
