@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::domain::Username;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
@@ -106,12 +107,13 @@ pub enum UserCommand {
     /// Set an account's roles (the flags given are the new roles; absent ones are removed).
     SetRoles(SetRoles),
     /// Disable an account and end its sessions.
-    Disable { username: String },
+    Disable { username: Username },
 }
 
 #[derive(Debug, Args)]
 pub struct AddUser {
-    pub username: String,
+    /// Letters, digits, `.`, `-`, `_` or `@`, in one script; kept in lower case.
+    pub username: Username,
     #[arg(long)]
     pub display_name: String,
     #[arg(long)]
@@ -135,7 +137,7 @@ pub struct AddUser {
 
 #[derive(Debug, Args)]
 pub struct SetRoles {
-    pub username: String,
+    pub username: Username,
     #[arg(long)]
     pub reviewer: bool,
     #[arg(long)]
@@ -353,7 +355,7 @@ async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Resul
             let user = users::insert_user(
                 &pool,
                 &users::NewUser {
-                    username: add.username.clone(),
+                    username: add.username.to_string(),
                     display_name: add.display_name.clone(),
                     password_hash: passwords::hash(password, Cost::Strong).await?,
                     is_reviewer: add.reviewer,

@@ -6,10 +6,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer};
+
+use crate::domain::PublicUrl;
+pub use crate::domain::TrustedProxies;
+pub use crate::telemetry::LogFormat;
 
 /// The defaults compiled into the binary.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -23,6 +27,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub peer_review: PeerReviewSettings,
     pub auth: AuthSettings,
+    pub log: LogSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,9 +35,22 @@ pub struct ServerSettings {
     /// Where the HTTP server listens.
     pub bind: SocketAddr,
     /// The URL people open; its origin is the only one accepted on unsafe requests.
-    pub public_url: String,
+    pub public_url: PublicUrl,
     /// Bearer token for `/metrics`; empty means open.
     pub metrics_token: String,
+    /// Open TCP connections at most; beyond it new ones wait in the backlog.
+    pub max_connections: usize,
+    /// A client that sends no complete request head in this time is dropped.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// Text for people, or JSON for log shippers.
+    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +88,10 @@ pub struct AuthSettings {
     pub review_starts_per_user: u32,
     /// Sign-ins that start a peer review, per client IP, per 15 minutes.
     pub review_starts_per_ip: u32,
+    /// argon2 checks at once; 0 = the number of CPU cores.
+    pub password_checks_in_parallel: usize,
+    /// Sign-ins that may wait for a check; beyond it, 503 with Retry-After.
+    pub password_check_queue: usize,
 }
 
 fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
@@ -105,8 +127,12 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        public_origin(&self.server.public_url)
-            .context("invalid configuration: server.public_url")?;
+        if self.server.max_connections == 0 {
+            bail!("invalid configuration: server.max_connections must be at least 1");
+        }
+        if self.server.header_read_timeout.is_zero() {
+            bail!("invalid configuration: server.header_read_timeout must be more than zero");
+        }
         let p = &self.peer_review;
         if p.aging_after.is_zero() {
             bail!("invalid configuration: peer_review.aging_after must be more than zero");
@@ -141,13 +167,12 @@ impl Settings {
 
     /// The origin (`scheme://host[:port]`) that unsafe requests must come from.
     pub fn origin(&self) -> String {
-        // Validated at load time.
-        public_origin(&self.server.public_url).unwrap_or_default()
+        self.server.public_url.origin().to_string()
     }
 
     /// Whether cookies must be `Secure` and `__Host-` prefixed.
     pub fn is_https(&self) -> bool {
-        self.server.public_url.starts_with("https://")
+        self.server.public_url.is_https()
     }
 }
 
@@ -173,28 +198,6 @@ fn describe(error: figment::Error) -> String {
         .join("; ")
 }
 
-/// Reduces a URL to its origin, lowercased, without a default port.
-pub fn public_origin(url: &str) -> anyhow::Result<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .context("expected a URL like http://host:port")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        bail!("the scheme must be http or https, not `{scheme}`");
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') {
-        bail!("expected a host, like http://host:port");
-    }
-    let authority = authority.to_ascii_lowercase();
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let authority = authority
-        .strip_suffix(default_port)
-        .unwrap_or(&authority)
-        .to_string();
-    Ok(format!("{scheme}://{authority}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,12 +211,20 @@ mod tests {
     }
 
     #[test]
-    fn origins_drop_paths_and_default_ports() {
-        assert_eq!(
-            public_origin("https://Login.Example.com:443/x").unwrap(),
-            "https://login.example.com"
-        );
-        assert!(public_origin("ftp://x").is_err());
-        assert!(public_origin("nonsense").is_err());
+    fn an_upper_case_https_url_still_makes_secure_cookies() {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(
+            "[server]\npublic_url = \"HTTPS://Login.Example.com:443\"",
+        ));
+        let s = Settings::from_figment(figment).unwrap();
+        assert!(s.is_https());
+        assert_eq!(s.origin(), "https://login.example.com");
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_cidrs() {
+        let bad = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[server]\ntrusted_proxies = [\"localhost\"]"));
+        let e = Settings::from_figment(bad).unwrap_err().to_string();
+        assert!(e.contains("server.trusted_proxies"), "{e}");
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! - `cli`: the command tree (serve, demo, user, ledger verify).
 //! - `config`: layered, validated configuration.
+//! - `datadir_lock`: one server per data dir (an exclusive lock file).
 //! - `startup`: build the service, run it until stopped.
 //! - `state`: the shared handle every handler sees.
 //! - `clock`: the injectable clock every time rule reads.
@@ -16,6 +17,7 @@
 //! - `ledger`: the hash-chained ledger, its writer, snapshots and verification.
 //! - `store`: `app.sqlite` (users, sessions, pending sessions, devices).
 //! - `passwords`: argon2id hashing off the runtime.
+//! - `password_checks`: the bounded pool sign-in password checks run on.
 //! - `limiter`: failed sign-ins per username and per IP.
 //! - `web`: routers, extractors and middleware; `views`: maud pages.
 //! - `loadtest`: the load generator behind BENCHMARKS.md.
@@ -31,9 +33,11 @@ pub mod ledger;
 pub mod startup;
 
 // The service's insides: private, so that the compiler reports dead code.
+mod datadir_lock;
 mod error;
 mod limiter;
 mod metrics;
+mod password_checks;
 mod registry;
 mod review;
 mod telemetry;

@@ -1,9 +1,6 @@
 //! Password hashing with argon2id, always off the async runtime.
 
-use std::sync::OnceLock;
-
-use anyhow::Context;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::PasswordHasher;
 use argon2::{Algorithm, Argon2, Params, Version};
 
 /// How expensive a new hash is. Verification reads the cost from the stored
@@ -40,47 +37,26 @@ pub fn hash_blocking(password: &str, cost: Cost) -> anyhow::Result<String> {
     Ok(hash.to_string())
 }
 
-/// Checks a password against a stored hash on a blocking thread. With no stored
-/// hash (unknown user), checks against a dummy so the answer takes as long.
-pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let stored = match stored {
-            Some(s) => s,
-            None => dummy_hash()?.to_string(),
-        };
-        let parsed = argon2::PasswordHash::new(&stored)
-            .map_err(|e| anyhow::anyhow!("a stored password hash is malformed: {e}"))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .context("the password check was interrupted")?
-}
-
-fn dummy_hash() -> anyhow::Result<&'static str> {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    if let Some(h) = DUMMY.get() {
-        return Ok(h);
-    }
-    let h = hash_blocking("peergate-dummy-password", Cost::Strong)?;
-    Ok(DUMMY.get_or_init(|| h))
-}
-
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::PasswordVerifier;
+
     use super::*;
 
     #[tokio::test]
     async fn hashes_verify_and_wrong_passwords_do_not() {
         let h = hash("correct horse".into(), Cost::Fast).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
+        let parsed = argon2::PasswordHash::new(&h).unwrap();
         assert!(
-            verify("correct horse".into(), Some(h.clone()))
-                .await
-                .unwrap()
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
         );
-        assert!(!verify("wrong".into(), Some(h)).await.unwrap());
-        assert!(!verify("anything".into(), None).await.unwrap());
+        assert!(
+            Argon2::default()
+                .verify_password(b"wrong", &parsed)
+                .is_err()
+        );
     }
 }

@@ -12,12 +12,15 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::datadir_lock::DataDirLock;
 use crate::ledger::Ledger;
 use crate::limiter::WindowLimiter;
+use crate::password_checks::PasswordChecks;
 use crate::registry::Registry;
 use crate::review::{Flow, FlowParts};
 use crate::state::{AppState, Shared};
 use crate::web::events::{Frames, run_fanout};
+use crate::web::serve::Limits;
 
 /// Session-end notices a socket may fall behind on; a socket that lags still
 /// finds out at its next periodic session check.
@@ -32,8 +35,13 @@ const ACCOUNT_POLL: Duration = Duration::from_secs(1);
 /// The window in which failed sign-ins are counted.
 const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
+/// How long open requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// A built, bound service, ready to run.
 pub struct Application {
+    /// The data dir's lock: one server per data dir, held until this ends.
+    lock: DataDirLock,
     listener: TcpListener,
     state: AppState,
     /// Every background task, owned here: if one ends, the service stops and
@@ -59,6 +67,8 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let data_dir = settings.storage.data_dir.clone();
+        let lock = DataDirLock::acquire(&data_dir)?;
+        tracing::debug!(lock = %lock.path().display(), "data dir locked");
         crate::metrics::prometheus();
         let db = crate::store::open(&data_dir).await?;
         let version = crate::store::check_sqlite_version(&db).await?;
@@ -67,7 +77,7 @@ impl Application {
         let head = ledger.writer.head();
         tracing::info!(seq = head.seq, entry_hash = %head.hash_hex(), "ledger open");
 
-        let flow = build_flow(&settings, db, ledger, clock);
+        let flow = build_flow(&settings, db, ledger, clock)?;
         crate::review::restore(&flow).await?;
         let state = AppState::new(Shared {
             origin: settings.origin(),
@@ -93,6 +103,7 @@ impl Application {
             ),
         ];
         Ok(Self {
+            lock,
             listener,
             state,
             tasks,
@@ -117,11 +128,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = crate::web::create_app(self.state.clone());
-        let server = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown);
+        let limits = Limits {
+            max_connections: self.state.settings.server.max_connections,
+            header_read_timeout: self.state.settings.server.header_read_timeout,
+        };
+        let server = crate::web::serve::serve(self.listener, app, limits, shutdown, SHUTDOWN_GRACE);
+        let _lock = self.lock;
         let mut tasks = JoinSet::new();
         let mut aborts = Vec::new();
         for (name, handle) in self.tasks {
@@ -129,9 +141,9 @@ impl Application {
             tasks.spawn(async move { (name, handle.await) });
         }
         let outcome = tokio::select! {
-            result = server => {
+            () = server => {
                 tracing::info!("HTTP server stopped");
-                result.context("the HTTP server failed")
+                Ok(())
             }
             Some(Ok((name, result))) = tasks.join_next() => {
                 tracing::error!(task = name, ?result, "a background task ended; stopping");
@@ -150,12 +162,21 @@ fn build_flow(
     db: crate::store::Db,
     ledger: Ledger,
     clock: SharedClock,
-) -> Flow {
+) -> anyhow::Result<Flow> {
     let limiter = |limit, window| WindowLimiter::new(limit, window, clock.clone());
-    Flow::new(FlowParts {
-        login_failures: limiter(settings.auth.failed_logins_per_minute, LOGIN_FAILURE_WINDOW),
-        review_starts_per_user: limiter(settings.auth.review_starts_per_user, REVIEW_START_WINDOW),
-        review_starts_per_ip: limiter(settings.auth.review_starts_per_ip, REVIEW_START_WINDOW),
+    let auth = &settings.auth;
+    let password_checks =
+        PasswordChecks::start(auth.password_checks_in_parallel, auth.password_check_queue)?;
+    Ok(Flow::new(FlowParts {
+        login_failures: limiter(auth.failed_logins_per_minute, LOGIN_FAILURE_WINDOW),
+        login_failures_per_user: limiter(
+            auth.failed_logins_per_minute
+                .saturating_mul(crate::review::FAILURES_PER_USER_FACTOR),
+            LOGIN_FAILURE_WINDOW,
+        ),
+        password_checks,
+        review_starts_per_user: limiter(auth.review_starts_per_user, REVIEW_START_WINDOW),
+        review_starts_per_ip: limiter(auth.review_starts_per_ip, REVIEW_START_WINDOW),
         settings: settings.clone(),
         db,
         ledger,
@@ -163,7 +184,7 @@ fn build_flow(
         clock,
         session_ended: tokio::sync::broadcast::channel(SESSION_END_BUFFER).0,
         sign_in_locks: dashmap::DashMap::new(),
-    })
+    }))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

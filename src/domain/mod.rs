@@ -1,18 +1,25 @@
-//! Validated newtypes and pure rules: codes, tokens, ids, outcomes and notes.
+//! Validated newtypes and pure rules: codes, tokens, ids, outcomes, notes,
+//! usernames and the public URL.
 //! Nothing here touches axum or sqlx; handlers parse input into these types once.
 
 pub mod code;
 pub mod ids;
 pub mod outcome;
 mod people;
+mod public_url;
 mod review_rules;
 pub mod token;
+mod trusted_proxies;
+mod username;
 
 pub use code::PendingCode;
 pub use outcome::{Channel, Note, Outcome};
 pub use people::{Client, Requester, Reviewer, Roles};
+pub use public_url::{PublicUrl, PublicUrlError};
 pub use review_rules::{Ages, Level, Verdict};
 pub use token::{SessionToken, TokenHash};
+pub use trusted_proxies::TrustedProxies;
+pub use username::{Username, UsernameError};
 
 /// Fills `buf` from the operating system's CSPRNG.
 ///

@@ -10,8 +10,13 @@ use crate::config::Settings;
 use crate::domain::TokenHash;
 use crate::ledger::Ledger;
 use crate::limiter::WindowLimiter;
+use crate::password_checks::PasswordChecks;
 use crate::registry::Registry;
 use crate::store::Db;
+
+/// The per-username ceiling of failed sign-ins is this many times
+/// `failed_logins_per_minute`.
+pub const FAILURES_PER_USER_FACTOR: u32 = 20;
 
 /// A cheap `Clone` handle to the flow's shared parts.
 #[derive(Clone)]
@@ -27,8 +32,15 @@ pub struct FlowParts {
     pub ledger: Ledger,
     pub registry: Registry,
     pub clock: SharedClock,
-    /// Failed sign-ins per username and per client IP.
+    /// Failed sign-ins per client IP (`failed_logins_per_minute`).
     pub login_failures: WindowLimiter,
+    /// Failed sign-ins per username across all addresses: a ceiling
+    /// [`FAILURES_PER_USER_FACTOR`] times higher, so that failures from
+    /// elsewhere do not lock out a user at a clean address, but a spread-out
+    /// guessing attack still stops.
+    pub login_failures_per_user: WindowLimiter,
+    /// argon2 checks, bounded in number and queue.
+    pub password_checks: PasswordChecks,
     /// Sign-ins that start a peer review, per user and per client IP, so a
     /// stolen password cannot flood the reviewers (MFA fatigue).
     pub review_starts_per_user: WindowLimiter,

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 
 pub use decide::{Decision, InvalidDecision, decide};
 pub use error::ReviewError;
-pub use flow::{Flow, FlowParts};
+pub use flow::{FAILURES_PER_USER_FACTOR, Flow, FlowParts};
 pub use lifecycle::{browser_session, complete, rotate_code, sign_out};
 pub use restore::restore;
 pub use sign_in::{SignIn, SignInRequest, sign_in};

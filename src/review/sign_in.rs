@@ -5,15 +5,18 @@ use std::sync::Arc;
 
 use super::{Flow, ReviewError, later, lifecycle};
 use crate::clock::rfc3339;
-use crate::domain::{Client, Level, Outcome, PendingCode, Requester, SessionToken, TokenHash, ids};
+use crate::domain::{
+    Client, Level, Outcome, PendingCode, Requester, SessionToken, TokenHash, Username, ids,
+};
+use crate::password_checks::CheckError;
 use crate::registry::PendingSession;
 use crate::store::devices;
 use crate::store::flows::{self, NewSession};
 use crate::store::pending::{self, NewPending};
 use crate::store::users::{self, User};
 
-/// Longest username or password looked at; anything longer cannot match.
-const MAX_CREDENTIAL_LEN: usize = 1024;
+/// Longest password looked at; anything longer cannot match.
+const MAX_PASSWORD_LEN: usize = 1024;
 
 /// A sign-in attempt, as the web layer hands it over.
 pub struct SignInRequest {
@@ -44,27 +47,50 @@ impl SignIn {
     }
 }
 
-fn failure_keys(username: &str, ip: &str) -> [String; 2] {
-    [format!("ip:{ip}"), format!("user:{username}")]
-}
-
-/// Checks a password and starts the session, counting failures per username
-/// and per client IP. Every failure looks the same from outside.
+/// Checks a password and starts the session. Every failure looks the same
+/// from outside.
+///
+/// A failure is counted *before* the password is checked (a slot reserved
+/// per client address, and one under the username's ceiling across all
+/// addresses) and given back on success, so a burst of concurrent attempts
+/// cannot check more passwords than the limit allows.
 pub async fn sign_in(flow: &Flow, request: SignInRequest) -> Result<SignIn, ReviewError> {
-    let username = request.username.trim().to_lowercase();
-    let keys = failure_keys(&username, &request.client.ip);
-    let keys = [keys[0].as_str(), keys[1].as_str()];
-    flow.login_failures
-        .check(&keys)
-        .map_err(|retry_after_secs| ReviewError::RateLimited { retry_after_secs })?;
-    let user = match check_password(flow, &username, request.password).await? {
-        Some(user) => user,
-        None => {
-            flow.login_failures.record(&keys);
+    // A name that is not a valid username cannot match an account, but its
+    // attempts still count against the address.
+    let username = Username::parse(&request.username).ok();
+    let user_key = match &username {
+        Some(name) => format!("user:{name}"),
+        None => format!("user:{}", request.username.trim().to_lowercase()),
+    };
+    let ip_key = format!("ip:{}", request.client.ip);
+    let limited = |retry_after_secs| ReviewError::RateLimited { retry_after_secs };
+    let at_address = flow.login_failures.reserve(&[&ip_key]).map_err(limited)?;
+    let for_user = match flow.login_failures_per_user.reserve(&[&user_key]) {
+        Ok(reservation) => reservation,
+        Err(secs) => {
+            at_address.refund();
+            return Err(limited(secs));
+        }
+    };
+    let checked = match &username {
+        Some(name) => check_password(flow, name, request.password).await,
+        None => check_nobody(flow, request.password).await,
+    };
+    let user = match checked {
+        Ok(Some(user)) => user,
+        Ok(None) => {
             tracing::info!(ip = %request.client.ip, "failed sign-in");
             return Err(ReviewError::BadCredentials);
         }
+        // Busy or broken: nobody's password was judged, so nothing counts.
+        Err(e) => {
+            at_address.refund();
+            for_user.refund();
+            return Err(e);
+        }
     };
+    at_address.refund();
+    for_user.refund();
     let device_trusted = match &request.device {
         Some(device) => {
             let now = rfc3339(flow.clock.now());
@@ -81,11 +107,10 @@ pub async fn sign_in(flow: &Flow, request: SignInRequest) -> Result<SignIn, Revi
 /// The user, if the password is theirs and the account is enabled.
 async fn check_password(
     flow: &Flow,
-    username: &str,
+    username: &Username,
     password: String,
 ) -> Result<Option<User>, ReviewError> {
-    let too_long = username.len() > MAX_CREDENTIAL_LEN || password.len() > MAX_CREDENTIAL_LEN;
-    let found = if too_long {
+    let found = if password.len() > MAX_PASSWORD_LEN {
         None
     } else {
         users::password_hash(&flow.db, username).await?
@@ -94,8 +119,30 @@ async fn check_password(
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let password_ok = crate::passwords::verify(password, stored).await?;
+    let password_ok = verify(flow, password, stored).await?;
     Ok(user.filter(|u| password_ok && !u.disabled))
+}
+
+/// A sign-in with a name no account can have: checked against a dummy hash
+/// all the same, so it takes as long as any other failure.
+async fn check_nobody(flow: &Flow, password: String) -> Result<Option<User>, ReviewError> {
+    verify(flow, password, None).await?;
+    Ok(None)
+}
+
+/// One argon2 check on the bounded pool; a full queue is `Busy`.
+async fn verify(
+    flow: &Flow,
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, ReviewError> {
+    flow.password_checks
+        .verify(password, stored)
+        .await
+        .map_err(|e| match e {
+            CheckError::Busy { retry_after_secs } => ReviewError::Busy { retry_after_secs },
+            CheckError::Failed(e) => ReviewError::Storage(e),
+        })
 }
 
 async fn sign_in_fully(

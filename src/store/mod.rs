@@ -26,10 +26,27 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in the app pool. SQLite takes one writer at a time; the rest read.
 const MAX_CONNECTIONS: u32 = 8;
 
-/// Opens (creating if needed) `app.sqlite` in `data_dir` and applies migrations.
+/// The file several processes lock, one after the other, to create and
+/// migrate `app.sqlite` (sqlx's SQLite migrator takes no lock of its own).
+const MIGRATION_LOCK: &str = "migrate.lock";
+
+/// Opens (creating if needed) `app.sqlite` in `data_dir` and applies
+/// migrations. Safe when several processes (`peergate user add` run in
+/// parallel on a fresh dir) start at once: they take turns.
 pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let lock_path = data_dir.join(MIGRATION_LOCK);
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    // Held until this function returns (the lock goes with the file).
+    let _lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await?
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     let path = data_dir.join("app.sqlite");
     let options = SqliteConnectOptions::new()
         .filename(&path)
@@ -47,6 +64,7 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
         .run(&pool)
         .await
         .with_context(|| format!("migrating {}", path.display()))?;
+    users::normalise_usernames(&pool).await?;
     Ok(pool)
 }
 

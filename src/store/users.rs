@@ -5,7 +5,7 @@ use sqlx::SqliteExecutor;
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
 use super::flag;
-use crate::domain::Roles;
+use crate::domain::{Roles, Username};
 
 /// An account as the service sees it. The password hash never leaves the store
 /// except through [`password_hash`].
@@ -57,30 +57,19 @@ pub(crate) fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
     })
 }
 
-/// Checks a username: 1 to 64 characters of letters, digits, `.`, `_`, `-`, `@`.
-pub fn validate_username(username: &str) -> Result<(), String> {
-    let ok_len = (1..=64).contains(&username.chars().count());
-    let ok_chars = username
-        .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if ok_len && ok_chars {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{username}` is not a valid username: use 1 to 64 letters, digits, '.', '_', '-' or '@'"
-        ))
-    }
-}
-
+/// Adds an account. The username is parsed here, once, into its one
+/// normalised form (see [`Username`]); an invalid one is refused with the
+/// rule it breaks.
 pub async fn insert_user(pool: &SqlitePool, user: &NewUser, now: &str) -> anyhow::Result<User> {
-    validate_username(&user.username).map_err(anyhow::Error::msg)?;
+    let username = Username::parse(&user.username)
+        .map_err(|e| anyhow::anyhow!("`{}` is not a valid username: {e}", user.username))?;
     let id = crate::domain::ids::new_user_id();
     sqlx::query(
         "INSERT INTO users (id, username, display_name, password_hash, is_reviewer, is_admin, is_exempt, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
-    .bind(&user.username)
+    .bind(username.as_str())
     .bind(&user.display_name)
     .bind(&user.password_hash)
     .bind(user.is_reviewer)
@@ -91,7 +80,7 @@ pub async fn insert_user(pool: &SqlitePool, user: &NewUser, now: &str) -> anyhow
     .await
     .map_err(|e| match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            anyhow::anyhow!("a user named `{}` already exists", user.username)
+            anyhow::anyhow!("a user named `{username}` already exists")
         }
         other => anyhow::Error::new(other).context("adding a user"),
     })?;
@@ -102,11 +91,11 @@ pub async fn insert_user(pool: &SqlitePool, user: &NewUser, now: &str) -> anyhow
 
 pub async fn find_by_username(
     db: impl SqliteExecutor<'_>,
-    username: &str,
+    username: &Username,
 ) -> anyhow::Result<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(username)
+        .bind(username.as_str())
         .fetch_optional(db)
         .await
         .context("looking up a user")?;
@@ -126,11 +115,11 @@ pub async fn find_by_id(db: impl SqliteExecutor<'_>, id: &str) -> anyhow::Result
 /// The stored argon2 hash for a username, with the user, for sign-in.
 pub async fn password_hash(
     db: impl SqliteExecutor<'_>,
-    username: &str,
+    username: &Username,
 ) -> anyhow::Result<Option<(User, String)>> {
     let sql = format!("SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(username)
+        .bind(username.as_str())
         .fetch_optional(db)
         .await
         .context("looking up a password hash")?;
@@ -152,7 +141,7 @@ pub async fn list_users(db: impl SqliteExecutor<'_>) -> anyhow::Result<Vec<User>
 /// Sets the roles of a user; returns false when there is no such user.
 pub async fn set_roles(
     db: impl SqliteExecutor<'_>,
-    username: &str,
+    username: &Username,
     roles: Roles,
 ) -> anyhow::Result<bool> {
     let done = sqlx::query(
@@ -161,7 +150,7 @@ pub async fn set_roles(
     .bind(roles.reviewer)
     .bind(roles.admin)
     .bind(roles.exempt)
-    .bind(username)
+    .bind(username.as_str())
     .execute(db)
     .await
     .context("setting roles")?;
@@ -170,17 +159,17 @@ pub async fn set_roles(
 
 /// Disables a user and ends every browser session they hold; returns false
 /// when there is no such user.
-pub async fn disable(pool: &SqlitePool, username: &str) -> anyhow::Result<bool> {
+pub async fn disable(pool: &SqlitePool, username: &Username) -> anyhow::Result<bool> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let done = sqlx::query("UPDATE users SET disabled = 1 WHERE username = ?")
-        .bind(username)
+        .bind(username.as_str())
         .execute(&mut *tx)
         .await
         .context("disabling a user")?;
     sqlx::query(
         "DELETE FROM browser_sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)",
     )
-    .bind(username)
+    .bind(username.as_str())
     .execute(&mut *tx)
     .await
     .context("ending a disabled user's sessions")?;
@@ -194,4 +183,38 @@ pub async fn accounts_version(db: impl SqliteExecutor<'_>) -> anyhow::Result<i64
         .fetch_one(db)
         .await
         .context("reading the account change counter")
+}
+
+/// Brings usernames stored by earlier versions (which kept them as typed) to
+/// their one normalised form, so that they can sign in. A name that no longer
+/// parses, or whose normal form is taken, is left alone and logged.
+pub async fn normalise_usernames(pool: &SqlitePool) -> anyhow::Result<()> {
+    let stored: Vec<(String, String)> = sqlx::query_as("SELECT id, username FROM users")
+        .fetch_all(pool)
+        .await
+        .context("listing usernames")?;
+    for (id, name) in stored {
+        match Username::parse(&name) {
+            Ok(normal) if normal.as_str() == name => {}
+            Ok(normal) => {
+                let renamed = sqlx::query("UPDATE users SET username = ? WHERE id = ?")
+                    .bind(normal.as_str())
+                    .bind(&id)
+                    .execute(pool)
+                    .await;
+                match renamed {
+                    Ok(_) => {
+                        tracing::info!(user_id = %id, username = %normal, "username normalised")
+                    }
+                    Err(e) => {
+                        tracing::warn!(user_id = %id, error = %e, "username could not be normalised; that account cannot sign in until renamed")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(user_id = %id, rule = %e, "a stored username breaks the username rules; that account cannot sign in")
+            }
+        }
+    }
+    Ok(())
 }

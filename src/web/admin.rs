@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::Admin;
 use crate::clock::rfc3339;
-use crate::domain::Outcome;
+use crate::domain::{Outcome, Username};
 use crate::error::{Error, Result};
 use crate::ledger::Snapshot;
 use crate::ledger::read::{self, EntryFilter, StoredEntry};
@@ -98,7 +98,11 @@ async fn ledger_page(
     let mut notice = None;
     let mut user_id = None;
     if let Some(name) = username {
-        match users::find_by_username(&app.db, name).await? {
+        let found = match Username::parse(name) {
+            Ok(username) => users::find_by_username(&app.db, &username).await?,
+            Err(_) => None,
+        };
+        match found {
             Some(u) => user_id = Some(u.id),
             None => notice = Some(format!("There is no user named `{name}`.")),
         }

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::Client;
 use crate::error::Error;
+use crate::state::AppState;
 use crate::store::sessions::{BrowserSession, SessionState};
 
 /// The longest user agent kept; longer ones are cut (they go into the ledger).
@@ -105,16 +106,25 @@ impl<S: Send + Sync> FromRequestParts<S> for HalfAuthenticated {
     }
 }
 
-/// The client's address and user agent, as the ledger records them.
+/// The client's address and user agent, as limits and the ledger see them.
+/// Behind a trusted proxy (`server.trusted_proxies`) the address comes from
+/// `X-Forwarded-For`; from anyone else that header is ignored.
 pub struct ClientOf(pub Client);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientOf {
+impl FromRequestParts<AppState> for ClientOf {
     type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        let forwarded_for = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .map(|ConnectInfo(addr)| {
+                let proxies = &app.settings.server.trusted_proxies;
+                proxies.client_ip(addr.ip(), forwarded_for).to_string()
+            })
             .unwrap_or_else(|| "unknown".into());
         let user_agent: String = parts
             .headers

@@ -12,6 +12,7 @@ pub mod home;
 pub mod inbox;
 pub mod middleware;
 pub mod pending;
+pub mod serve;
 pub mod ws;
 
 use axum::Router;
