@@ -9,6 +9,7 @@ mod crash;
 mod fuzz;
 mod hardening;
 mod helpers;
+mod invariants;
 mod ledger;
 mod live;
 mod loadtest;
