@@ -215,7 +215,7 @@ async fn sessions_that_end_close_their_sockets() {
     // The reviewer role removed (as `peergate user set-roles` does): within ~1 s.
     peergate::store::users::set_roles(
         &app.state.db,
-        "rob",
+        &"rob".parse().unwrap(),
         peergate::domain::Roles {
             reviewer: false,
             admin: false,
@@ -228,7 +228,7 @@ async fn sessions_that_end_close_their_sockets() {
     let (code, _) = app.get_json(&rob, "/api/v1/inbox").await;
     assert_eq!(code, 403, "and on the next request");
     // A disabled user: the session ends server-side and the socket closes.
-    peergate::store::users::disable(&app.state.db, "dora")
+    peergate::store::users::disable(&app.state.db, &"dora".parse().unwrap())
         .await
         .unwrap();
     assert_eq!(doras.expect_close(SOON).await, Some(1008));

@@ -75,7 +75,7 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     let app = spawn_app_with("[auth]\nfailed_logins_per_minute = 50").await;
     app.add_user("uma", "Uma User", PLAIN).await;
     app.add_user("dora", "Dora Disabled", PLAIN).await;
-    peergate::store::users::disable(&app.state.db, "dora")
+    peergate::store::users::disable(&app.state.db, &"dora".parse().unwrap())
         .await
         .unwrap();
 
