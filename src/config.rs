@@ -114,11 +114,11 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        Self::from_figment(figment)
+        Self::from_figment(&figment)
     }
 
     /// Extracts and validates settings from an already layered figment.
-    pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
+    pub fn from_figment(figment: &Figment) -> anyhow::Result<Self> {
         let settings: Settings = figment
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(e)))?;
@@ -204,8 +204,8 @@ mod tests {
 
     #[test]
     fn defaults_load() {
-        let s = Settings::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
-        assert_eq!(s.peer_review.session_ttl, Duration::from_secs(900));
+        let s = Settings::from_figment(&Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        assert_eq!(s.peer_review.session_ttl, Duration::from_mins(15));
         assert_eq!(s.origin(), "http://127.0.0.1:8080");
         assert!(!s.is_https());
     }
@@ -215,7 +215,7 @@ mod tests {
         let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(
             "[server]\npublic_url = \"HTTPS://Login.Example.com:443\"",
         ));
-        let s = Settings::from_figment(figment).unwrap();
+        let s = Settings::from_figment(&figment).unwrap();
         assert!(s.is_https());
         assert_eq!(s.origin(), "https://login.example.com");
     }
@@ -224,7 +224,7 @@ mod tests {
     fn trusted_proxies_must_be_cidrs() {
         let bad = Figment::from(Toml::string(DEFAULT_TOML))
             .merge(Toml::string("[server]\ntrusted_proxies = [\"localhost\"]"));
-        let e = Settings::from_figment(bad).unwrap_err().to_string();
+        let e = Settings::from_figment(&bad).unwrap_err().to_string();
         assert!(e.contains("server.trusted_proxies"), "{e}");
     }
 }

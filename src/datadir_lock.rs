@@ -114,7 +114,9 @@ mod tests {
     /// dropped in that instant would not be released yet.
     fn one_at_a_time() -> MutexGuard<'static, ()> {
         static SERIAL: Mutex<()> = Mutex::new(());
-        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+        SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[test]

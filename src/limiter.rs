@@ -120,7 +120,10 @@ impl WindowLimiter {
         }
         // A poisoned lock only means another reservation panicked between
         // map operations; the map itself is still consistent.
-        let _one_at_a_time = self.reserving.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = self
+            .reserving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.check(keys)?;
         let now = self.clock.now();
         if self.failures.len() > SWEEP_ABOVE {
@@ -163,7 +166,10 @@ impl Reservation<'_> {
     /// back on that key.
     pub fn refund(self) {
         let limiter = self.limiter;
-        let _one_at_a_time = limiter.reserving.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = limiter
+            .reserving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for key in &self.keys {
             let now_empty = match limiter.failures.get_mut(key) {
                 Some(mut times) => {
@@ -192,7 +198,7 @@ mod tests {
     #[test]
     fn only_failures_count_and_they_age_out() {
         let clock = ManualClock::starting_now();
-        let limiter = WindowLimiter::new(3, Duration::from_secs(60), clock.clone());
+        let limiter = WindowLimiter::new(3, Duration::from_mins(1), clock.clone());
         for _ in 0..3 {
             assert!(limiter.check(&["alice", "10.0.0.1"]).is_ok());
             limiter.record(&["alice", "10.0.0.1"]);
@@ -209,7 +215,7 @@ mod tests {
     fn limiter(limit: u32) -> (WindowLimiter, Arc<ManualClock>) {
         let clock = ManualClock::starting_now();
         (
-            WindowLimiter::new(limit, Duration::from_secs(60), clock.clone()),
+            WindowLimiter::new(limit, Duration::from_mins(1), clock.clone()),
             clock,
         )
     }

@@ -70,7 +70,7 @@ pub fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHa
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
                     )
                 });
-            match builder.and_then(|b| b.install_recorder()) {
+            match builder.and_then(metrics_exporter_prometheus::PrometheusBuilder::install_recorder) {
                 Ok(handle) => Some(handle),
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed; /metrics will be empty");

@@ -126,7 +126,7 @@ impl PasswordChecks {
     /// allows `queue` callers to wait for one.
     pub fn start(in_parallel: usize, queue: usize) -> anyhow::Result<Self> {
         let workers = if in_parallel == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         } else {
             in_parallel
         };
@@ -171,15 +171,14 @@ impl PasswordChecks {
         stored: Option<String>,
     ) -> Result<bool, CheckError> {
         let shared = &self.shared;
-        let permit = match Arc::clone(&shared.permits).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let _slot = self.take_waiting_slot()?;
-                Arc::clone(&shared.permits)
-                    .acquire_owned()
-                    .await
-                    .context("the password-check pool is closed")?
-            }
+        let permit = if let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() {
+            permit
+        } else {
+            let _slot = self.take_waiting_slot()?;
+            Arc::clone(&shared.permits)
+                .acquire_owned()
+                .await
+                .context("the password-check pool is closed")?
         };
         let (reply, answer) = oneshot::channel();
         let job = Job {

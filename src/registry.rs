@@ -574,8 +574,8 @@ mod tests {
         let start = Utc::now();
         registry.insert(session("a", "u1", start), start);
         let ages = Ages {
-            aging_after: Duration::from_secs(180),
-            overdue_after: Duration::from_secs(480),
+            aging_after: Duration::from_mins(3),
+            overdue_after: Duration::from_mins(8),
         };
         assert!(registry.tick(start, &ages).is_empty());
         registry.tick(start + chrono::Duration::minutes(4), &ages);

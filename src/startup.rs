@@ -27,13 +27,13 @@ use crate::web::serve::Limits;
 const SESSION_END_BUFFER: usize = 256;
 
 /// The window of `auth.review_starts_per_user` and `auth.review_starts_per_ip`.
-const REVIEW_START_WINDOW: Duration = Duration::from_secs(15 * 60);
+const REVIEW_START_WINDOW: Duration = Duration::from_mins(15);
 
 /// How often the server looks for account changes made from the command line.
 const ACCOUNT_POLL: Duration = Duration::from_secs(1);
 
 /// The window in which failed sign-ins are counted.
-const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const LOGIN_FAILURE_WINDOW: Duration = Duration::from_mins(1);
 
 /// How long open requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -40,14 +40,12 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    // The rank is at most `sorted.len()`, so the casts are exact.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    // The nearest rank: the first whose share of the samples reaches `p`.
+    let wanted = p / 100.0 * sorted.len() as f64;
+    let rank = (1..=sorted.len())
+        .find(|&r| r as f64 >= wanted)
+        .unwrap_or(sorted.len());
+    sorted[rank - 1]
 }
 
 #[cfg(test)]

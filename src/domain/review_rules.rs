@@ -79,8 +79,8 @@ mod tests {
     #[test]
     fn levels_follow_the_configured_ages() {
         let ages = Ages {
-            aging_after: Duration::from_secs(180),
-            overdue_after: Duration::from_secs(480),
+            aging_after: Duration::from_mins(3),
+            overdue_after: Duration::from_mins(8),
         };
         assert_eq!(ages.level(chrono::Duration::seconds(-5)), Level::New);
         assert_eq!(ages.level(chrono::Duration::seconds(179)), Level::New);

@@ -85,7 +85,11 @@ pub async fn page(
          ORDER BY seq DESC LIMIT ?4",
     )
     .bind(filter.before)
-    .bind(filter.outcome.map(|o| o.as_str()))
+    .bind(
+        filter
+            .outcome
+            .map(super::super::domain::outcome::Outcome::as_str),
+    )
     .bind(filter.user_id.as_deref())
     .bind(limit)
     .fetch_all(pool)

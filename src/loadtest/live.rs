@@ -65,7 +65,7 @@ async fn connect_reviewers(target: &Target, n: usize) -> anyhow::Result<Vec<Sock
             loop {
                 match tokio::time::timeout(EVENT_TIMEOUT, socket.next()).await {
                     Ok(Some(Ok(Message::Text(t)))) if t.contains("\"snapshot\"") => break,
-                    Ok(Some(Ok(_))) => continue,
+                    Ok(Some(Ok(_))) => {}
                     other => bail!("a reviewer socket did not get its snapshot: {other:?}"),
                 }
             }
@@ -130,7 +130,7 @@ pub async fn broadcast(
                         .and_then(|n| n.parse::<usize>().ok())
                         .filter(|i| *i < arrivals.seen.len())
                     {
-                        let now = origin.elapsed().as_nanos() as u64;
+                        let now = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
                         arrivals.last_ns[i].fetch_max(now, Ordering::SeqCst);
                         arrivals.seen[i].fetch_add(1, Ordering::SeqCst);
                     }
@@ -142,7 +142,7 @@ pub async fn broadcast(
     let mut samples = Vec::with_capacity(sessions);
     for (i, name) in requesters.iter().enumerate() {
         target.sign_in(&client, name).await?;
-        let signed_in = origin.elapsed().as_nanos() as u64;
+        let signed_in = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let deadline = Instant::now() + EVENT_TIMEOUT;
         while arrivals.seen[i].load(Ordering::SeqCst) < reviewers {
             if Instant::now() > deadline {
@@ -218,7 +218,7 @@ pub async fn decide(
         loop {
             match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) if t.contains("\"approved\"") => break,
-                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Ok(_))) => {}
                 other => bail!("the requester never heard of the approval: {other:?}"),
             }
         }

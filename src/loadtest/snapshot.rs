@@ -42,7 +42,7 @@ pub async fn run(entries: usize) -> anyhow::Result<SnapshotReport> {
     let verdict = verify_file(&snapshot.path, Some(snapshot.head)).await;
     let verify_s = started.elapsed().as_secs_f64();
     anyhow::ensure!(
-        matches!(verdict, Verdict::Valid { entries: n, .. } if n as usize == entries),
+        matches!(verdict, Verdict::Valid { entries: n, .. } if usize::try_from(n).ok() == Some(entries)),
         "the snapshot did not verify: {verdict:?}"
     );
     tasks.writer.abort();

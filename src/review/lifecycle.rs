@@ -17,7 +17,7 @@ use crate::store::pending;
 use crate::store::sessions::BrowserSession;
 
 /// How long a fully authenticated browser session lasts.
-pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const SESSION_LIFETIME: Duration = Duration::from_hours(12);
 
 /// Runs `work` on its own task and waits for it. The request that asked for
 /// the work may be dropped at any `.await` (the client hung up); the work is

@@ -200,9 +200,9 @@ async fn start_review(
                 .or_default()
                 .value(),
         );
-        let _held = lock.lock().await;
+        let held = lock.lock().await;
         let token = open_review(&flow, &user, client, previous.as_ref()).await;
-        drop(_held);
+        drop(held);
         // Forget the lock once nobody else holds or waits for it.
         flow.sign_in_locks
             .remove_if(&user.id, |_, l| Arc::strong_count(l) == 2);

@@ -36,7 +36,7 @@ pub async fn run_ticker(flow: Flow) {
         }
         while closing.join_next().await.is_some() {}
         ticks = ticks.wrapping_add(1);
-        if ticks % SWEEP_EVERY_TICKS == 0
+        if ticks.is_multiple_of(SWEEP_EVERY_TICKS)
             && let Err(e) = restore::settle_sweep(&flow).await
         {
             tracing::warn!(

@@ -98,19 +98,6 @@ pub(crate) fn flag(value: i64) -> bool {
     value != 0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert!(parse_version("3.51.3").unwrap() >= MIN_SQLITE_VERSION);
-        assert!(parse_version("3.9.10").unwrap() < MIN_SQLITE_VERSION);
-        assert!(parse_version("3.100.0").unwrap() >= MIN_SQLITE_VERSION);
-        assert!(parse_version("x").is_err());
-    }
-}
-
 /// The `app.sqlite` pool, named here so that the layers above never name the
 /// database library.
 pub type Db = SqlitePool;
@@ -122,4 +109,17 @@ pub async fn ping(db: &SqlitePool) -> anyhow::Result<()> {
         .await
         .context("app.sqlite does not answer")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(parse_version("3.51.3").unwrap() >= MIN_SQLITE_VERSION);
+        assert!(parse_version("3.9.10").unwrap() < MIN_SQLITE_VERSION);
+        assert!(parse_version("3.100.0").unwrap() >= MIN_SQLITE_VERSION);
+        assert!(parse_version("x").is_err());
+    }
 }

@@ -204,15 +204,15 @@ pub async fn normalise_usernames(pool: &SqlitePool) -> anyhow::Result<()> {
                     .await;
                 match renamed {
                     Ok(_) => {
-                        tracing::info!(user_id = %id, username = %normal, "username normalised")
+                        tracing::info!(user_id = %id, username = %normal, "username normalised");
                     }
                     Err(e) => {
-                        tracing::warn!(user_id = %id, error = %e, "username could not be normalised; that account cannot sign in until renamed")
+                        tracing::warn!(user_id = %id, error = %e, "username could not be normalised; that account cannot sign in until renamed");
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(user_id = %id, rule = %e, "a stored username breaks the username rules; that account cannot sign in")
+                tracing::warn!(user_id = %id, rule = %e, "a stored username breaks the username rules; that account cannot sign in");
             }
         }
     }

@@ -1,6 +1,8 @@
 //! HTML, written with maud: a layout and one module per area. Views take plain
 //! data and return `Markup`; they do no I/O. maud escapes every interpolated
 //! string, so user text (names, notes, user agents) is always inert.
+//!
+//! Templates may run longer than 60 lines: a page reads top to bottom.
 
 pub mod admin;
 pub mod auth;
@@ -22,7 +24,7 @@ pub struct Viewer<'a> {
 
 /// The page shell: head with embedded assets, a top bar with the user's
 /// navigation, and the content.
-pub fn page(title: &str, user: Option<Viewer<'_>>, content: Markup) -> Markup {
+pub fn page(title: &str, user: Option<Viewer<'_>>, content: &Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -70,7 +72,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Markup {
     page(
         heading,
         None,
-        html! {
+        &html! {
             section.card.narrow role="alert" {
                 h1 { (heading) }
                 p { (message) }

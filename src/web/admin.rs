@@ -117,7 +117,7 @@ async fn ledger_page(
     } else {
         read::page(&app.ledger.reader, &filter, PAGE_SIZE).await?
     };
-    let next_before = (entries.len() as i64 == PAGE_SIZE)
+    let next_before = (i64::try_from(entries.len()).ok() == Some(PAGE_SIZE))
         .then(|| entries.last().map(|e| e.fields.seq))
         .flatten();
     let query = views::admin::LedgerQuery {
@@ -307,7 +307,7 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<Resp
     }
     crate::metrics::set_pending(app.registry.len(), app.registry.reviewers_online());
     let body = crate::metrics::prometheus()
-        .map(|h| h.render())
+        .map(metrics_exporter_prometheus::PrometheusHandle::render)
         .unwrap_or_default();
     Ok((
         [(

@@ -121,11 +121,13 @@ impl FromRequestParts<AppState> for ClientOf {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| {
-                let proxies = &app.settings.server.trusted_proxies;
-                proxies.client_ip(addr.ip(), forwarded_for).to_string()
-            })
-            .unwrap_or_else(|| "unknown".into());
+            .map_or_else(
+                || "unknown".into(),
+                |ConnectInfo(addr)| {
+                    let proxies = &app.settings.server.trusted_proxies;
+                    proxies.client_ip(addr.ip(), forwarded_for).to_string()
+                },
+            );
         let user_agent: String = parts
             .headers
             .get(USER_AGENT)

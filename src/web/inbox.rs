@@ -119,7 +119,7 @@ async fn detail_page(
     if htmx {
         Ok(detail.into_response())
     } else {
-        Ok(views::inbox::detail_view(super::viewer(&me.user), detail).into_response())
+        Ok(views::inbox::detail_view(super::viewer(&me.user), &detail).into_response())
     }
 }
 

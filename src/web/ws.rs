@@ -32,7 +32,7 @@ const MAX_INCOMING: usize = 4 * 1024;
 /// How often the server pings.
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// A socket that has sent nothing (not even a pong) for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_mins(1);
 /// How often a socket re-reads its browser session, so that changes made from
 /// the command line (disabled user, removed role) close it too.
 const RECHECK_EVERY: Duration = Duration::from_secs(15);
@@ -196,7 +196,7 @@ async fn serve_inbox(
                 Ok(()) => Step::text(events::presence(*presence.borrow_and_update(), format)),
                 Err(_) => Step::Stop,
             },
-            incoming = rx.next() => heard(incoming, &mut timers.last_heard),
+            incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
             // A periodic check, and an immediate one when an account changed.
             _ = timers.recheck.tick() => reviewer_check(still_reviewer(&app, &token).await),
@@ -381,7 +381,7 @@ async fn serve_pending(
                 }
                 Err(_) => Step::Stop,
             },
-            incoming = rx.next() => heard(incoming, &mut timers.last_heard),
+            incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
             changed = accounts.changed() => {
                 let alive = crate::review::browser_session(&app.flow, &token).await;
@@ -416,9 +416,9 @@ impl Step {
 }
 
 /// Anything from the client counts as a sign of life; a close or an error ends it.
-fn heard(incoming: Option<Result<Message, axum::Error>>, last_heard: &mut Instant) -> Step {
+fn heard(incoming: Option<&Result<Message, axum::Error>>, last_heard: &mut Instant) -> Step {
     match incoming {
-        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Step::Stop,
+        Some(Ok(Message::Close(_)) | Err(_)) | None => Step::Stop,
         Some(Ok(_)) => {
             *last_heard = Instant::now();
             Step::Skip
@@ -440,7 +440,7 @@ fn keepalive(last_heard: Instant) -> Step {
     if last_heard.elapsed() > IDLE_TIMEOUT {
         Step::Stop
     } else {
-        Step::Send(Message::Ping(Default::default()))
+        Step::Send(Message::Ping(axum::body::Bytes::default()))
     }
 }
 

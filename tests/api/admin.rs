@@ -436,7 +436,7 @@ async fn kpis_are_computed_exactly_from_the_ledger() {
     assert_eq!(k.decided_within_10m, Some(6.0 / 9.0));
 
     // A day later, the 24-hour numbers move and the 7-day window slides.
-    clock.advance(Duration::from_secs(24 * 3600));
+    clock.advance(Duration::from_hours(24));
     let k = kpis(&ledger.reader, peergate::clock::Clock::now(&*clock))
         .await
         .unwrap();

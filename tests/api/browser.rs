@@ -36,11 +36,10 @@ pub async fn driver() -> Option<Driver> {
     let present =
         std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
     if !present {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!(
-                "CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing: install chromium and chromium-driver"
-            );
-        }
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing: install chromium and chromium-driver"
+        );
         eprintln!(
             "SKIPPED browser test: {CHROMIUM} or {CHROMEDRIVER} not found (apt-get install chromium chromium-driver)"
         );
@@ -103,9 +102,8 @@ impl Driver {
             }
         });
         self.profiles.push(profile);
-        let caps = match caps {
-            serde_json::Value::Object(map) => map,
-            _ => unreachable!(),
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!("capabilities are a JSON object")
         };
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
@@ -235,7 +233,7 @@ async fn open_inbox(client: &Client, app: &TestApp) {
     wait_for(client, "body[data-live]", LONG).await;
 }
 
-async fn waiting_session_id(app: &TestApp) -> String {
+fn waiting_session_id(app: &TestApp) -> String {
     app.state
         .registry
         .list()
@@ -269,7 +267,7 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     wait_for(&requester, "body[data-live]", LONG).await;
     let code = wait_text(&requester, "#code-block .code").await;
     assert!(regex_like_grouped(&code), "grouped code, got `{code}`");
-    let id = waiting_session_id(&app).await;
+    let id = waiting_session_id(&app);
 
     // The new row appears in the open inbox without a reload.
     let row = format!("#row-{id} .row-open");
@@ -394,7 +392,7 @@ async fn a_denial_tells_the_requester_and_clears_every_inbox() {
     }
     sign_in_ui(&requester, &app, "uma").await;
     wait_for(&requester, "#code-block", LONG).await;
-    let id = waiting_session_id(&app).await;
+    let id = waiting_session_id(&app);
     let row = format!("#row-{id}");
     wait_for(&rob, &row, LONG).await;
     click_css(&rita, &format!("{row} .row-open")).await;
@@ -497,7 +495,7 @@ async fn the_drawer_works_from_the_keyboard() {
     let rita = driver.browser().await;
     let uma = app.client();
     app.sign_in(&uma, "uma", "half_authenticated").await;
-    let id = waiting_session_id(&app).await;
+    let id = waiting_session_id(&app);
     sign_in_ui(&rita, &app, "rita").await;
     // The inbox fits a 360 px screen too.
     rita.set_window_size(360, 780).await.unwrap();
@@ -660,10 +658,9 @@ async fn the_admin_page_hands_over_a_file_with_the_checksum_it_shows() {
     }
     // Chrome writes to a .crdownload file and renames it when done.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    use sha2::Digest;
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(
-        hex::encode(sha2::Sha256::digest(&bytes)),
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
         shown,
         "the page's SHA-256 is the file's"
     );
@@ -690,7 +687,7 @@ async fn markup_in_a_note_stays_text_everywhere() {
     app.add_user("uma", "<i>Uma</i> User", PLAIN).await;
     let uma = app.client();
     app.sign_in(&uma, "uma", "half_authenticated").await;
-    let id = waiting_session_id(&app).await;
+    let id = waiting_session_id(&app);
     let ada = driver.browser().await;
     sign_in_ui(&ada, &app, "ada").await;
     open_inbox(&ada, &app).await;

@@ -25,32 +25,20 @@ fn a_file_overrides_defaults_and_the_environment_overrides_the_file() {
         let path = jail.directory().join("peergate.toml");
 
         let defaults = Settings::load(None).expect("defaults load");
-        assert_eq!(
-            defaults.peer_review.session_ttl,
-            Duration::from_secs(15 * 60)
-        );
+        assert_eq!(defaults.peer_review.session_ttl, Duration::from_mins(15));
         assert_eq!(defaults.server.bind.port(), 8080);
 
         let from_file = Settings::load(Some(&path)).expect("file loads");
-        assert_eq!(
-            from_file.peer_review.session_ttl,
-            Duration::from_secs(20 * 60)
-        );
+        assert_eq!(from_file.peer_review.session_ttl, Duration::from_mins(20));
         assert_eq!(from_file.peer_review.max_code_rotations, 5);
         assert_eq!(from_file.server.bind.port(), 9000);
         // Untouched keys keep their defaults.
-        assert_eq!(
-            from_file.peer_review.aging_after,
-            Duration::from_secs(3 * 60)
-        );
+        assert_eq!(from_file.peer_review.aging_after, Duration::from_mins(3));
 
         jail.set_env("PEERGATE__PEER_REVIEW__SESSION_TTL", "30m");
         jail.set_env("PEERGATE__SERVER__BIND", "127.0.0.1:9100");
         let from_env = Settings::load(Some(&path)).expect("env loads");
-        assert_eq!(
-            from_env.peer_review.session_ttl,
-            Duration::from_secs(30 * 60)
-        );
+        assert_eq!(from_env.peer_review.session_ttl, Duration::from_mins(30));
         assert_eq!(from_env.server.bind.port(), 9100);
         assert_eq!(
             from_env.peer_review.max_code_rotations, 5,

@@ -117,7 +117,7 @@ async fn kill_loop() {
             .iter()
             .map(|s| s["session_id"].as_str().unwrap().to_string())
             .collect();
-        let ledger_ids = ledger_outcomes(dir.path()).await;
+        let ledger_ids = ledger_outcomes(dir.path());
         for id in &waiting {
             assert!(
                 listed.contains(id) || ledger_ids.contains_key(id),
@@ -179,7 +179,7 @@ async fn kill_loop() {
             matches!(verdict, Verdict::Valid { .. }),
             "cycle {cycle}: {verdict:?}"
         );
-        let outcomes = ledger_outcomes(dir.path()).await;
+        let outcomes = ledger_outcomes(dir.path());
         for (id, outcome) in acked.lock().unwrap().iter() {
             assert_eq!(
                 outcomes.get(id).map(String::as_str),
@@ -187,7 +187,7 @@ async fn kill_loop() {
                 "cycle {cycle}: acknowledged decision on {id} lost"
             );
         }
-        check_integrity_and_access(dir.path(), &outcomes, cycle).await;
+        check_integrity_and_access(dir.path(), &outcomes, cycle);
         waiting.retain(|id| !outcomes.contains_key(id));
     }
     assert!(
@@ -218,7 +218,7 @@ fn completed_count(dir: &std::path::Path) -> i64 {
 }
 
 /// session id -> outcome, straight from the file; duplicates are a failure.
-async fn ledger_outcomes(dir: &std::path::Path) -> HashMap<String, String> {
+fn ledger_outcomes(dir: &std::path::Path) -> HashMap<String, String> {
     let path = dir.join("ledger.sqlite");
     if !path.exists() {
         return HashMap::new();
@@ -240,7 +240,7 @@ async fn ledger_outcomes(dir: &std::path::Path) -> HashMap<String, String> {
     map
 }
 
-async fn check_integrity_and_access(
+fn check_integrity_and_access(
     dir: &std::path::Path,
     outcomes: &HashMap<String, String>,
     cycle: usize,

@@ -173,13 +173,11 @@ async fn oversized_bodies_and_frames_are_refused() {
 
     let mut socket = app.socket(&rita, "/ws/inbox?format=json").await;
     socket.expect("snapshot", SOON).await;
-    use futures_util::SinkExt;
-    let _ = socket
-        .stream
-        .send(tokio_tungstenite::tungstenite::Message::text(
-            "y".repeat(16 * 1024),
-        ))
-        .await;
+    let _ = futures_util::SinkExt::send(
+        &mut socket.stream,
+        tokio_tungstenite::tungstenite::Message::text("y".repeat(16 * 1024)),
+    )
+    .await;
     let code = socket.expect_close(SOON).await;
     assert!(
         matches!(code, None | Some(1009)),

@@ -27,7 +27,7 @@ pub struct TestApp {
     pub state: AppState,
     pub clock: Arc<ManualClock>,
     pub data_dir: PathBuf,
-    _dir: Option<TempDir>,
+    dir: Option<TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -41,7 +41,7 @@ pub fn settings(data_dir: &Path, public_url: &str, overrides: &str) -> Settings 
     let figment = Figment::from(Toml::string(DEFAULT_TOML))
         .merge(Toml::string(&base))
         .merge(Toml::string(overrides));
-    Settings::from_figment(figment).expect("test settings are valid")
+    Settings::from_figment(&figment).expect("test settings are valid")
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -53,7 +53,7 @@ pub async fn spawn_app_with(overrides: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().to_path_buf();
     let mut app = spawn_app_in(&path, overrides, None).await;
-    app._dir = Some(dir);
+    app.dir = Some(dir);
     app
 }
 
@@ -83,7 +83,7 @@ pub async fn spawn_app_in(
         state,
         clock,
         data_dir: data_dir.to_path_buf(),
-        _dir: None,
+        dir: None,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -141,7 +141,7 @@ impl TestApp {
         }
         self.state.db.close().await;
         self.state.ledger.reader.close().await;
-        self._dir.take()
+        self.dir.take()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -366,7 +366,7 @@ impl Socket {
                 Some(Ok(Message::Close(frame))) => {
                     return Some(Frame::Closed(frame.map(|f| u16::from(f.code))));
                 }
-                Some(Ok(_)) => continue,
+                Some(Ok(_)) => {}
                 Some(Err(_)) | None => return Some(Frame::Closed(None)),
             }
         }
@@ -379,7 +379,7 @@ impl Socket {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next(left).await {
                 Some(Frame::Json(v)) if v["type"] == kind => return v,
-                Some(Frame::Json(_)) | Some(Frame::Text(_)) => continue,
+                Some(Frame::Json(_) | Frame::Text(_)) => {}
                 Some(Frame::Closed(code)) => {
                     panic!("socket closed ({code:?}) while waiting for `{kind}`")
                 }
@@ -395,7 +395,7 @@ impl Socket {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next(left).await {
                 Some(Frame::Closed(code)) => return code,
-                Some(_) => continue,
+                Some(_) => {}
                 None => panic!("the socket did not close within {within:?}"),
             }
         }

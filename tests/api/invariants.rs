@@ -157,7 +157,7 @@ fn raw_post(app: &TestApp, path: &str, cookie: &str, content_type: &str, body: &
 }
 
 /// Writes the whole request, waits `delay`, then resets the connection
-/// (SO_LINGER 0: an RST, no FIN), as a client that vanishes mid-request.
+/// (`SO_LINGER` 0: an RST, no FIN), as a client that vanishes mid-request.
 async fn send_and_reset(app: &TestApp, request: &str, delay: Duration) {
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
@@ -280,7 +280,7 @@ async fn settle(
     }
 }
 
-/// Holds the write lock of a SQLite file until [`unlock`].
+/// Holds the write lock of a `SQLite` file until [`unlock`].
 async fn lock(path: &std::path::Path) -> sqlx::SqliteConnection {
     use sqlx::Connection;
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
@@ -918,7 +918,7 @@ async fn a_late_approval_completes_within_the_grace_and_not_after() {
     }
 
     // A minute past the TTL, within the grace: uma completes.
-    app.clock.advance(Duration::from_secs(60));
+    app.clock.advance(Duration::from_mins(1));
     let done = app.post(&uma, "/pending/complete").send().await.unwrap();
     let status = done.status();
     let location = done

@@ -162,11 +162,11 @@ async fn verify_cli(path: &Path, expect_head: Option<&str>) -> (i32, String) {
 
 #[tokio::test]
 async fn verify_catches_every_kind_of_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    let fresh = |name: &str| dir.path().join(name);
     /// What was done, to which file, with which SQL; the expected head, exit
     /// code, and a word the verdict must contain.
     type Case<'a> = (&'a str, PathBuf, &'a str, Option<String>, i32, &'a str);
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| dir.path().join(name);
     let mut cases: Vec<Case> = Vec::new();
     let mut heads = Vec::new();
     for name in [
@@ -416,7 +416,7 @@ async fn a_killed_writer_loses_no_acknowledged_entry() {
         assert_eq!(ledger.writer.head().seq, entries);
         let stored = all_entries(&ledger.reader).await.unwrap();
         for (seq, hash, session) in &acked {
-            let entry = &stored[(*seq - 1) as usize];
+            let entry = &stored[usize::try_from(*seq - 1).unwrap()];
             assert_eq!(&entry.entry_hash, hash, "round {round}, seq {seq}");
             assert_eq!(&entry.fields.session_id, session);
         }
@@ -461,10 +461,12 @@ async fn snapshots_are_cached_by_head_and_verify() {
         "same head, same bytes"
     );
     assert_eq!((a.filename.as_str(), a.head.seq), ("ledger-25.sqlite", 25));
-    assert_eq!(a.bytes as usize, bytes_a.len());
+    assert_eq!(usize::try_from(a.bytes).unwrap(), bytes_a.len());
     assert_eq!(a.blake3, blake3::hash(&bytes_a).to_hex().to_string());
-    use sha2::Digest;
-    assert_eq!(a.sha256, hex::encode(sha2::Sha256::digest(&bytes_a)));
+    assert_eq!(
+        a.sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes_a))
+    );
     assert_eq!(
         verify_file(&a.path, Some(ledger.writer.head())).await,
         Verdict::Valid {
@@ -528,7 +530,7 @@ async fn a_blocked_ledger_fails_closed_and_recovers() {
     for p in pending {
         match p.await.unwrap() {
             Err(AppendError::Unavailable(reason)) if reason.contains("overloaded") => {
-                overloaded += 1
+                overloaded += 1;
             }
             Err(AppendError::Unavailable(_)) => failed += 1,
             other => panic!("nothing may be recorded while the ledger is blocked: {other:?}"),

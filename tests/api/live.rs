@@ -223,12 +223,12 @@ async fn expiry_is_recorded_and_announced() {
     app.clock.advance(Duration::from_secs(3 * 60 + 1));
     let aging = inbox.expect("updated", SOON).await;
     assert_eq!(aging["session"]["level"], "aging");
-    app.clock.advance(Duration::from_secs(5 * 60));
+    app.clock.advance(Duration::from_mins(5));
     let overdue = inbox.expect("updated", SOON).await;
     assert_eq!(overdue["session"]["level"], "overdue");
 
     // Then past the 15-minute TTL.
-    app.clock.advance(Duration::from_secs(7 * 60));
+    app.clock.advance(Duration::from_mins(7));
     status.expect("expired", SOON).await;
     assert_eq!(status.expect_close(SOON).await, Some(1008));
     let removed = inbox.expect("removed", SOON).await;
@@ -616,7 +616,7 @@ async fn a_pending_session_survives_a_restart() {
                 requester_id: "usr_X".into(),
                 requester_name: "Ulf User".into(),
                 requester_ip: "127.0.0.1".into(),
-                requester_user_agent: "".into(),
+                requester_user_agent: String::new(),
                 session_created_at: "2026-11-28T00:00:00.000Z".into(),
             },
             peergate::domain::Verdict::Approve,

@@ -1,5 +1,8 @@
 //! peergate's integration tests: one binary, real servers on 127.0.0.1:0,
-//! real SQLite files in temporary dirs.
+//! real `SQLite` files in temporary dirs.
+
+// Test scenarios read top to bottom, as the story they check.
+#![allow(clippy::too_many_lines)]
 
 mod admin;
 mod browser;
