@@ -89,6 +89,13 @@ pub enum LoadtestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// N concurrent failing sign-ins from many loopback addresses: memory, /healthz, a real sign-in after.
+    Flood {
+        #[command(flatten)]
+        flood: crate::loadtest::flood::FloodArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a ledger of N entries, then time a snapshot and `ledger verify`.
     Snapshot {
         #[arg(long, default_value_t = 1_000_000)]
@@ -229,6 +236,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &report,
                 json,
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadtest(LoadtestCommand::Flood { flood, json }) => {
+            let report = crate::loadtest::flood::run(&flood).await?;
+            crate::loadtest::print_report(&crate::loadtest::flood::rows(&report), &report, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Loadtest(LoadtestCommand::Snapshot { entries, json }) => {

@@ -20,7 +20,7 @@ use crate::store::{self, users};
 pub const ORIGIN: &str = "http://peergate.loadtest";
 
 /// The password of every load-test account.
-const PASSWORD: &str = "loadtest-password";
+pub const PASSWORD: &str = "loadtest-password";
 
 /// Where the server under test is, and how to reach its process.
 pub struct Target {
@@ -53,6 +53,15 @@ impl Target {
     /// Starts `peergate serve` as a child on a temporary data dir, or takes
     /// the server at `--url`.
     pub async fn start(args: &TargetArgs) -> anyhow::Result<Self> {
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// Like [`Target::start`]; `env` (`PEERGATE__...` settings) is given to a
+    /// child server last, so it overrides the load-test defaults.
+    pub async fn start_with_env(
+        args: &TargetArgs,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         if let Some(url) = &args.url {
             let host = url.split("://").nth(1).unwrap_or("");
             if !(host.starts_with("127.")
@@ -84,6 +93,7 @@ impl Target {
             .env("PEERGATE__AUTH__FAILED_LOGINS_PER_MINUTE", "1000")
             .env("PEERGATE__AUTH__REVIEW_STARTS_PER_IP", "1000000")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -123,8 +133,21 @@ impl Target {
         reviewer: bool,
         exempt: bool,
     ) -> anyhow::Result<Vec<String>> {
+        self.add_users_with_cost(prefix, n, reviewer, exempt, Cost::Fast)
+            .await
+    }
+
+    /// Creates accounts `prefix0..prefixN` with [`PASSWORD`] hashed at `cost`.
+    pub async fn add_users_with_cost(
+        &self,
+        prefix: &str,
+        n: usize,
+        reviewer: bool,
+        exempt: bool,
+        cost: Cost,
+    ) -> anyhow::Result<Vec<String>> {
         let pool = store::open(&self.data_dir).await?;
-        let hash = passwords::hash(PASSWORD.into(), Cost::Fast).await?;
+        let hash = passwords::hash(PASSWORD.into(), cost).await?;
         let now = rfc3339(chrono::Utc::now());
         let mut names = Vec::with_capacity(n);
         for i in 0..n {

@@ -83,3 +83,28 @@ async fn snapshot_scenario() {
     assert_eq!(v["entries"], 2000);
     assert!(number(&v, "snapshot_s") > 0.0 && number(&v, "verify_s") > 0.0);
 }
+
+#[tokio::test]
+async fn flood_scenario() {
+    let v = scenario(&["flood", "--requests", "60", "--addresses", "6"]).await;
+    assert_eq!(v["scenario"], "flood");
+    assert_eq!(v["requests"], 60);
+    assert_eq!(v["addresses"], 6);
+    let by_status = v["by_status"].as_object().expect("by_status is a map");
+    let answered: u64 = by_status.values().filter_map(Value::as_u64).sum();
+    assert_eq!(answered, 60, "every request is counted once: {v}");
+    assert_eq!(v["unexpected"], 0, "only 401, 429 and 503: {v}");
+    assert_eq!(v["real_sign_in_ok"], true, "{v}");
+    assert!(v["aborted"].is_null(), "{v}");
+    for key in [
+        "healthz_p50_ms",
+        "healthz_p99_ms",
+        "peak_rss_mb",
+        "final_rss_mb",
+        "seconds",
+    ] {
+        assert!(number(&v, key) >= 0.0, "{key}: {v}");
+    }
+    assert!(number(&v, "healthz_samples") > 0.0, "{v}");
+    assert!(number(&v, "peak_rss_mb") > 0.0, "{v}");
+}
