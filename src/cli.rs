@@ -124,13 +124,8 @@ pub struct AddUser {
     pub username: Username,
     #[arg(long)]
     pub display_name: String,
-    #[arg(long)]
-    pub reviewer: bool,
-    #[arg(long)]
-    pub admin: bool,
-    /// Skip peer review always (bootstrap admins).
-    #[arg(long)]
-    pub exempt: bool,
+    #[command(flatten)]
+    pub roles: RoleFlags,
     /// Read the password from standard input (one line).
     #[arg(
         long,
@@ -146,12 +141,32 @@ pub struct AddUser {
 #[derive(Debug, Args)]
 pub struct SetRoles {
     pub username: Username,
+    #[command(flatten)]
+    pub roles: RoleFlags,
+}
+
+/// The role switches of `user add` and `user set-roles`.
+#[derive(Debug, Args)]
+pub struct RoleFlags {
+    /// May review other people's sign-ins (sees the inbox).
     #[arg(long)]
     pub reviewer: bool,
+    /// May see the admin pages and download the ledger.
     #[arg(long)]
     pub admin: bool,
+    /// Skip peer review always (bootstrap admins).
     #[arg(long)]
     pub exempt: bool,
+}
+
+impl From<&RoleFlags> for crate::domain::Roles {
+    fn from(flags: &RoleFlags) -> Self {
+        Self {
+            reviewer: flags.reviewer,
+            admin: flags.admin,
+            exempt: flags.exempt,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -383,9 +398,9 @@ async fn add_user(pool: &store::Db, add: &AddUser) -> anyhow::Result<()> {
             username: add.username.to_string(),
             display_name: add.display_name.clone(),
             password_hash: passwords::hash(password, Cost::Strong).await?,
-            is_reviewer: add.reviewer,
-            is_admin: add.admin,
-            is_exempt: add.exempt,
+            is_reviewer: add.roles.reviewer,
+            is_admin: add.roles.admin,
+            is_exempt: add.roles.exempt,
         },
         &rfc3339(chrono::Utc::now()),
     )
@@ -419,12 +434,7 @@ async fn list_users(pool: &store::Db) -> anyhow::Result<()> {
 }
 
 async fn set_roles(pool: &store::Db, set: &SetRoles) -> anyhow::Result<()> {
-    let roles = crate::domain::Roles {
-        reviewer: set.reviewer,
-        admin: set.admin,
-        exempt: set.exempt,
-    };
-    if !users::set_roles(pool, &set.username, roles).await? {
+    if !users::set_roles(pool, &set.username, (&set.roles).into()).await? {
         bail!("there is no user named `{}`", set.username);
     }
     println!("roles of {} updated", set.username);
