@@ -39,7 +39,10 @@ async fn a_data_dir_from_the_first_release_opens_and_loses_nothing() {
     let r = app.login_api(&ada, "ada", FIXTURE_PASSWORD).await;
     assert_eq!(r.status(), 200);
     let (_, me) = app.get_json(&ada, "/api/v1/me").await;
-    assert_eq!(me["user"]["roles"], serde_json::json!(["reviewer", "admin"]));
+    assert_eq!(
+        me["user"]["roles"],
+        serde_json::json!(["reviewer", "admin"])
+    );
     for name in ["uma", "ulf"] {
         let r = app.login_api(&app.client(), name, FIXTURE_PASSWORD).await;
         assert_eq!(r.status(), 200, "{name} signs in");
@@ -62,6 +65,9 @@ async fn a_data_dir_from_the_first_release_opens_and_loses_nothing() {
     let page = ada.get(app.url("/admin")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("ledger-2.sqlite"), "the old download is listed");
+    assert!(
+        html.contains("ledger-2.sqlite"),
+        "the old download is listed"
+    );
     app.stop().await;
 }
