@@ -157,6 +157,20 @@
     afterLiveUpdate();
   });
   document.addEventListener("htmx:oobAfterSwap", afterLiveUpdate);
+  // The server is restarting (it closes sockets with 1001 "going away"): wait
+  // until the next process answers, then reload, so the page is live again.
+  function comeBack() {
+    fetch("/healthz", { cache: "no-store" })
+      .then(function (r) { if (r.ok) { location.reload(); } else { setTimeout(comeBack, 1000); } })
+      .catch(function () { setTimeout(comeBack, 1000); });
+  }
+  document.addEventListener("htmx:wsClose", function (event) {
+    var closed = event.detail && event.detail.event;
+    if (closed && closed.code === 1001) {
+      document.body.removeAttribute("data-live");
+      setTimeout(comeBack, 500 + Math.random() * 1500);
+    }
+  });
   setInterval(tick, 1000);
   window.peergate = { tick: tick };
 })();

@@ -19,7 +19,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::state::AppState;
 use crate::store::users::User;
@@ -72,6 +72,12 @@ pub fn create_app(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
-        .layer(TraceLayer::new_for_http())
+        // Failures are logged once, where they happen (error.rs logs every
+        // 500 and 503 with its cause); here they are only traced, so a flood
+        // of refused sign-ins cannot fill the log with ERROR lines.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }

@@ -6,13 +6,17 @@
 //! Written here rather than with `axum::serve`, which offers neither knob.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -32,8 +36,27 @@ pub struct Limits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets open
-/// requests finish (bounded by `grace`).
+/// How long the shutdown keeps taking connections that were already waiting
+/// in the kernel's backlog (a closed listener would reset them).
+const BACKLOG_DRAIN: Duration = Duration::from_millis(5);
+
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    app: Router,
+    header_read_timeout: Duration,
+    /// True once the server is shutting down: every response then carries
+    /// `Connection: close`, so each connection ends after its request.
+    stopping: Arc<AtomicBool>,
+    /// Changes once, at shutdown: idle connections close.
+    stop: watch::Receiver<()>,
+    /// Held by every connection task; the server waits until none is left.
+    done: watch::Receiver<()>,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves. Then it takes no new
+/// connections (those already in the backlog are still served), lets every
+/// accepted request finish (bounded by `grace`), and returns.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -42,10 +65,15 @@ pub async fn serve(
     grace: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    // Connections hear "shut down" on `stop`; each holds a `done_rx` clone,
-    // so `done_tx.closed()` resolves once the last one has finished.
-    let (stop_tx, stop_rx) = watch::channel(());
-    let (done_tx, done_rx) = watch::channel(());
+    let (stop_tx, stop) = watch::channel(());
+    let (done_tx, done) = watch::channel(());
+    let shared = Shared {
+        app,
+        header_read_timeout: limits.header_read_timeout,
+        stopping: Arc::new(AtomicBool::new(false)),
+        stop,
+        done,
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // A place first, then a connection: past the cap, clients wait in the
@@ -55,55 +83,99 @@ pub async fn serve(
             () = shutdown.as_mut() => break,
         };
         let Ok(permit) = permit else { break };
-        let (stream, peer) = tokio::select! {
+        tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((stream, peer)) => spawn_connection(&shared, stream, peer, permit),
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
                 }
             },
             () = shutdown.as_mut() => break,
-        };
-        let service = app
-            .clone()
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.map(axum::body::Body::new)
-            });
-        let stream = Counted {
-            stream,
-            _place: permit,
-        };
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .with_upgrades();
-        let (mut stop, done) = (stop_rx.clone(), done_rx.clone());
-        tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            loop {
-                tokio::select! {
-                    // A client that hangs up or times out is normal.
-                    _ = connection.as_mut() => break,
-                    _ = stop.changed() => connection.as_mut().graceful_shutdown(),
-                }
-            }
-            drop(done);
-        });
+        }
     }
+    shared.stopping.store(true, Ordering::SeqCst);
+    drain_backlog(&listener, &shared, &permits).await;
     drop(listener);
-    drop(done_rx);
     // Nobody listening means no connection is open: fine.
     let _ = stop_tx.send(());
+    let Shared { done, .. } = shared;
+    drop(done);
     tokio::select! {
         () = done_tx.closed() => {}
         () = tokio::time::sleep(grace) => {
             tracing::warn!("requests still open after the shutdown grace; stopping anyway");
         }
     }
+}
+
+/// Serves the connections that reached the backlog before the listener
+/// closes, instead of letting the kernel reset them.
+async fn drain_backlog(listener: &TcpListener, shared: &Shared, permits: &Arc<Semaphore>) {
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(BACKLOG_DRAIN, listener.accept()).await
+    {
+        match Arc::clone(permits).try_acquire_owned() {
+            Ok(permit) => spawn_connection(shared, stream, peer, permit),
+            Err(_) => drop(stream),
+        }
+    }
+}
+
+/// Serves one connection on its own task.
+fn spawn_connection(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let served = Arc::new(AtomicBool::new(false));
+    let (seen, stopping) = (Arc::clone(&served), Arc::clone(&shared.stopping));
+    let service = shared
+        .app
+        .clone()
+        .map_request(move |mut req: hyper::Request<Incoming>| {
+            seen.store(true, Ordering::SeqCst);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.map(axum::body::Body::new)
+        })
+        .map_response(move |mut response: axum::response::Response| {
+            if stopping.load(Ordering::SeqCst) {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        });
+    let stream = Counted {
+        stream,
+        _place: permit,
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .with_upgrades();
+    let (mut stop, done) = (shared.stop.clone(), shared.done.clone());
+    tokio::spawn(async move {
+        let mut connection = std::pin::pin!(connection);
+        let mut stop_seen = false;
+        loop {
+            tokio::select! {
+                // A client that hangs up or times out is normal.
+                _ = connection.as_mut() => break,
+                _ = stop.changed(), if !stop_seen => {
+                    stop_seen = true;
+                    // An idle connection that has served requests closes now; a
+                    // new one gets to send its first request, whose answer
+                    // carries `Connection: close`.
+                    if served.load(Ordering::SeqCst) {
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+        drop(done);
+    });
 }
 
 /// A connection's stream, holding its place under `max_connections` for as

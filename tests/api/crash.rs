@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 
 use crate::child::{CHILD_ORIGIN, spawn_child};
 
-const REQUESTERS_PER_CYCLE: usize = 3;
+pub const REQUESTERS_PER_CYCLE: usize = 3;
 
-async fn add_users(dir: &std::path::Path, cycles: usize) {
+pub async fn add_users(dir: &std::path::Path, cycles: usize) {
     let pool = peergate::store::open(dir).await.unwrap();
     let hash = passwords::hash("kill-loop-pw".into(), Cost::Fast)
         .await
@@ -59,7 +59,7 @@ fn random_ms(lo: u64, hi: u64) -> u64 {
     lo + u64::from_le_bytes(b) % (hi - lo)
 }
 
-async fn sign_in(base: &str, username: &str) -> Option<String> {
+pub async fn sign_in(base: &str, username: &str) -> Option<String> {
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/login"))
         .header("Origin", CHILD_ORIGIN)

@@ -17,5 +17,6 @@ mod ledger;
 mod live;
 mod loadtest;
 mod logs;
+mod shutdown;
 mod signin;
 mod upgrade;
