@@ -47,6 +47,22 @@ pub enum Command {
     /// Measure peergate against the targets in BENCHMARKS.md.
     #[command(subcommand)]
     Loadtest(LoadtestCommand),
+    /// Copy both databases of the configured data dir into DIR (created; must
+    /// be empty), consistently while the server runs, with a manifest of
+    /// checksums and the ledger head.
+    Backup {
+        /// Where the backup goes.
+        dir: PathBuf,
+    },
+    /// Restore a backup made by `peergate backup` into an empty data dir,
+    /// checking every checksum and the ledger before anything is put in place.
+    Restore {
+        /// The backup to restore.
+        dir: PathBuf,
+        /// The data dir to restore into (created; must be empty).
+        #[arg(long, value_name = "D")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +239,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Serve => serve(settings).await,
                 Command::Demo => demo(settings).await,
                 Command::User(user) => user_command(settings, user).await,
+                Command::Backup { dir } => backup(&settings, &dir).await,
+                Command::Restore { dir, data_dir } => restore(&dir, &data_dir).await,
                 Command::Ledger(_) | Command::Loadtest(_) => unreachable!("handled above"),
             }
             .map(|()| ExitCode::SUCCESS)
@@ -277,6 +295,28 @@ async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
             show(&snapshot::run(entries).await?, snapshot::rows, json);
         }
     }
+    Ok(())
+}
+
+async fn backup(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
+    let manifest = crate::backup::backup(&settings.storage.data_dir, dir).await?;
+    println!(
+        "backed up {} to {} (ledger head {})",
+        settings.storage.data_dir.display(),
+        dir.display(),
+        manifest.ledger_head
+    );
+    Ok(())
+}
+
+async fn restore(dir: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    let manifest = crate::backup::restore(dir, data_dir).await?;
+    println!(
+        "restored {} into {} (ledger verified to head {})",
+        dir.display(),
+        data_dir.display(),
+        manifest.ledger_head
+    );
     Ok(())
 }
 

@@ -33,6 +33,7 @@ pub mod ledger;
 pub mod startup;
 
 // The service's insides: private, so that the compiler reports dead code.
+mod backup;
 mod datadir_lock;
 mod error;
 mod limiter;

@@ -134,7 +134,7 @@ impl Snapshots {
 /// readers do not block the writer), copied page by page rather than rebuilt
 /// as `VACUUM INTO` would. The copy is then switched to a rollback journal,
 /// so that opening it read-only never needs side files.
-fn copy_consistent(live: &Path, to: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_consistent(live: &Path, to: &Path) -> anyhow::Result<()> {
     use rusqlite::OpenFlags;
     let source = rusqlite::Connection::open_with_flags(
         live,

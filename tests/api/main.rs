@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod admin;
+mod backup;
 mod browser;
 mod child;
 mod config;
