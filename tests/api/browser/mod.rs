@@ -14,6 +14,9 @@ use tokio::sync::Semaphore;
 
 use crate::helpers::*;
 
+mod a11y;
+mod axe;
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
