@@ -170,14 +170,3 @@ fn describe(state: &str, scheme: Scheme, violation: &Value) -> String {
     }
     text
 }
-
-/// Temporary: print without failing.
-pub async fn probe(client: &Client, state: &str) {
-    for scheme in [Scheme::Light, Scheme::Dark] {
-        color_scheme(client, scheme).await;
-        for v in run_axe(client).await {
-            eprintln!("{}", describe(state, scheme, &v));
-        }
-    }
-    color_scheme(client, Scheme::Light).await;
-}
