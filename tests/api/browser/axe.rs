@@ -4,6 +4,8 @@
 //! DevTools Protocol commands, sent through chromedriver, that emulate the
 //! media features (`prefers-color-scheme`, `prefers-reduced-motion`).
 
+use std::fmt::Write as _;
+
 use axum::http::Method;
 use fantoccini::Client;
 use fantoccini::wd::WebDriverCompatibleCommand;
@@ -166,7 +168,7 @@ fn describe(state: &str, scheme: Scheme, violation: &Value) -> String {
             .as_str()
             .unwrap_or("")
             .replace('\n', " ");
-        text.push_str(&format!("\n    target {}: {summary}", node["target"]));
+        let _ = write!(text, "\n    target {}: {summary}", node["target"]);
     }
     text
 }
