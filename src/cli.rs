@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::config::LogFormat;
 use crate::domain::Username;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -123,13 +124,8 @@ pub struct AddUser {
     pub username: Username,
     #[arg(long)]
     pub display_name: String,
-    #[arg(long)]
-    pub reviewer: bool,
-    #[arg(long)]
-    pub admin: bool,
-    /// Skip peer review always (bootstrap admins).
-    #[arg(long)]
-    pub exempt: bool,
+    #[command(flatten)]
+    pub roles: RoleFlags,
     /// Read the password from standard input (one line).
     #[arg(
         long,
@@ -145,12 +141,32 @@ pub struct AddUser {
 #[derive(Debug, Args)]
 pub struct SetRoles {
     pub username: Username,
+    #[command(flatten)]
+    pub roles: RoleFlags,
+}
+
+/// The role switches of `user add` and `user set-roles`.
+#[derive(Debug, Args)]
+pub struct RoleFlags {
+    /// May review other people's sign-ins (sees the inbox).
     #[arg(long)]
     pub reviewer: bool,
+    /// May see the admin pages and download the ledger.
     #[arg(long)]
     pub admin: bool,
+    /// Skip peer review always (bootstrap admins).
     #[arg(long)]
     pub exempt: bool,
+}
+
+impl From<&RoleFlags> for crate::domain::Roles {
+    fn from(flags: &RoleFlags) -> Self {
+        Self {
+            reviewer: flags.reviewer,
+            admin: flags.admin,
+            exempt: flags.exempt,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,9 +179,11 @@ pub enum LedgerCommand {
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
     },
-    /// Crash drill for tests: append synthetic entries to DATA_DIR/ledger.sqlite
+    /// Crash drill for tests (only in builds with the `test-hooks` feature):
+    /// append synthetic entries to DATA_DIR/ledger.sqlite
     /// and log each acknowledged one to --acks, until killed or a bound is hit.
     /// Refuses a data dir that holds an app.sqlite (a real service's).
+    #[cfg(feature = "test-hooks")]
     #[command(hide = true)]
     Drill {
         data_dir: PathBuf,
@@ -182,8 +200,10 @@ pub enum LedgerCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ledger(LedgerCommand::Verify { file, expect_head }) => {
+            crate::telemetry::init(LogFormat::Text);
             verify(&file, expect_head.as_deref()).await
         }
+        #[cfg(feature = "test-hooks")]
         Command::Ledger(LedgerCommand::Drill {
             data_dir,
             acks,
@@ -192,64 +212,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => drill(&data_dir, &acks, max_entries, max_seconds)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Loadtest(LoadtestCommand::Ledger { entries, json }) => {
-            let report = crate::loadtest::ledger::run(entries).await?;
-            crate::loadtest::print_report(&crate::loadtest::ledger::rows(&report), &report, json);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Loadtest(LoadtestCommand::Sockets {
-            reviewers,
-            target,
-            json,
-        }) => {
-            let report = crate::loadtest::live::sockets(&target, reviewers).await?;
-            crate::loadtest::print_report(
-                &crate::loadtest::live::socket_rows(&report),
-                &report,
-                json,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Loadtest(LoadtestCommand::Broadcast {
-            reviewers,
-            sessions,
-            target,
-            json,
-        }) => {
-            let report = crate::loadtest::live::broadcast(&target, reviewers, sessions).await?;
-            crate::loadtest::print_report(
-                &crate::loadtest::live::latency_rows(&report),
-                &report,
-                json,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Loadtest(LoadtestCommand::Decide {
-            reviewers,
-            decisions,
-            target,
-            json,
-        }) => {
-            let report = crate::loadtest::live::decide(&target, reviewers, decisions).await?;
-            crate::loadtest::print_report(
-                &crate::loadtest::live::latency_rows(&report),
-                &report,
-                json,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Loadtest(LoadtestCommand::Flood { flood, json }) => {
-            let report = crate::loadtest::flood::run(&flood).await?;
-            crate::loadtest::print_report(&crate::loadtest::flood::rows(&report), &report, json);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Loadtest(LoadtestCommand::Snapshot { entries, json }) => {
-            let report = crate::loadtest::snapshot::run(entries).await?;
-            crate::loadtest::print_report(&crate::loadtest::snapshot::rows(&report), &report, json);
-            Ok(ExitCode::SUCCESS)
+        Command::Loadtest(command) => {
+            crate::telemetry::init(LogFormat::Text);
+            loadtest(command).await.map(|()| ExitCode::SUCCESS)
         }
         command => {
             let settings = Settings::load(cli.config.as_deref())?;
+            crate::telemetry::init(settings.log.format);
             match command {
                 Command::Serve => serve(settings).await,
                 Command::Demo => demo(settings).await,
@@ -259,6 +228,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints a scenario's report: a table, then (with `json`) one JSON line.
+fn show<R: serde::Serialize>(report: &R, rows: fn(&R) -> Vec<(&'static str, String)>, json: bool) {
+    crate::loadtest::print_report(&rows(report), report, json);
+}
+
+async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
+    use crate::loadtest::{flood, ledger, live, snapshot};
+    match command {
+        LoadtestCommand::Ledger { entries, json } => {
+            show(&ledger::run(entries).await?, ledger::rows, json);
+        }
+        LoadtestCommand::Sockets {
+            reviewers,
+            target,
+            json,
+        } => show(
+            &live::sockets(&target, reviewers).await?,
+            live::socket_rows,
+            json,
+        ),
+        LoadtestCommand::Broadcast {
+            reviewers,
+            sessions,
+            target,
+            json,
+        } => show(
+            &live::broadcast(&target, reviewers, sessions).await?,
+            live::latency_rows,
+            json,
+        ),
+        LoadtestCommand::Decide {
+            reviewers,
+            decisions,
+            target,
+            json,
+        } => show(
+            &live::decide(&target, reviewers, decisions).await?,
+            live::latency_rows,
+            json,
+        ),
+        LoadtestCommand::Flood { flood, json } => {
+            show(&flood::run(&flood).await?, flood::rows, json);
+        }
+        LoadtestCommand::Snapshot { entries, json } => {
+            show(&snapshot::run(entries).await?, snapshot::rows, json);
+        }
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -361,70 +380,72 @@ fn read_password(add: &AddUser) -> anyhow::Result<String> {
 
 async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
     let pool = store::open(&settings.storage.data_dir).await?;
-    match command {
-        UserCommand::Add(add) => {
-            let password = read_password(&add)?;
-            let user = users::insert_user(
-                &pool,
-                &users::NewUser {
-                    username: add.username.to_string(),
-                    display_name: add.display_name.clone(),
-                    password_hash: passwords::hash(password, Cost::Strong).await?,
-                    is_reviewer: add.reviewer,
-                    is_admin: add.admin,
-                    is_exempt: add.exempt,
-                },
-                &rfc3339(chrono::Utc::now()),
-            )
-            .await?;
-            println!(
-                "added {} ({}) as {}",
-                user.username, user.display_name, user.id
-            );
-        }
-        UserCommand::List => {
-            println!("{:<20} {:<24} {:<24} ROLES", "USERNAME", "NAME", "ID");
-            for user in users::list_users(&pool).await? {
-                let mut roles = user.roles().names();
-                if user.is_exempt {
-                    roles.push("exempt");
-                }
-                if user.disabled {
-                    roles.push("DISABLED");
-                }
-                println!(
-                    "{:<20} {:<24} {:<24} {}",
-                    user.username,
-                    user.display_name,
-                    user.id,
-                    roles.join(",")
-                );
-            }
-        }
-        UserCommand::SetRoles(set) => {
-            if !users::set_roles(
-                &pool,
-                &set.username,
-                crate::domain::Roles {
-                    reviewer: set.reviewer,
-                    admin: set.admin,
-                    exempt: set.exempt,
-                },
-            )
-            .await?
-            {
-                bail!("there is no user named `{}`", set.username);
-            }
-            println!("roles of {} updated", set.username);
-        }
-        UserCommand::Disable { username } => {
-            if !users::disable(&pool, &username).await? {
-                bail!("there is no user named `{username}`");
-            }
-            println!("{username} is disabled and signed out");
-        }
-    }
+    let done = match command {
+        UserCommand::Add(add) => add_user(&pool, &add).await,
+        UserCommand::List => list_users(&pool).await,
+        UserCommand::SetRoles(set) => set_roles(&pool, &set).await,
+        UserCommand::Disable { username } => disable_user(&pool, &username).await,
+    };
     pool.close().await;
+    done
+}
+
+async fn add_user(pool: &store::Db, add: &AddUser) -> anyhow::Result<()> {
+    let password = read_password(add)?;
+    let user = users::insert_user(
+        pool,
+        &users::NewUser {
+            username: add.username.to_string(),
+            display_name: add.display_name.clone(),
+            password_hash: passwords::hash(password, Cost::Strong).await?,
+            is_reviewer: add.roles.reviewer,
+            is_admin: add.roles.admin,
+            is_exempt: add.roles.exempt,
+        },
+        &rfc3339(chrono::Utc::now()),
+    )
+    .await?;
+    println!(
+        "added {} ({}) as {}",
+        user.username, user.display_name, user.id
+    );
+    Ok(())
+}
+
+async fn list_users(pool: &store::Db) -> anyhow::Result<()> {
+    println!("{:<20} {:<24} {:<24} ROLES", "USERNAME", "NAME", "ID");
+    for user in users::list_users(pool).await? {
+        let mut roles = user.roles().names();
+        if user.is_exempt {
+            roles.push("exempt");
+        }
+        if user.disabled {
+            roles.push("DISABLED");
+        }
+        println!(
+            "{:<20} {:<24} {:<24} {}",
+            user.username,
+            user.display_name,
+            user.id,
+            roles.join(",")
+        );
+    }
+    Ok(())
+}
+
+async fn set_roles(pool: &store::Db, set: &SetRoles) -> anyhow::Result<()> {
+    if !users::set_roles(pool, &set.username, (&set.roles).into()).await? {
+        bail!("there is no user named `{}`", set.username);
+    }
+    println!("roles of {} updated", set.username);
+    Ok(())
+}
+
+async fn disable_user(pool: &store::Db, username: &Username) -> anyhow::Result<()> {
+    if !users::disable(pool, username).await? {
+        bail!("there is no user named `{username}`");
+    }
+    println!("{username} is disabled and signed out");
     Ok(())
 }
 
@@ -444,6 +465,7 @@ async fn verify(file: &Path, expect_head: Option<&str>) -> anyhow::Result<ExitCo
     Ok(ExitCode::from(verdict.exit_code()))
 }
 
+#[cfg(feature = "test-hooks")]
 async fn drill(
     data_dir: &Path,
     acks: &Path,

@@ -62,5 +62,3 @@ mod state;
 pub mod store;
 #[cfg(not(feature = "test-hooks"))]
 mod store;
-
-pub use telemetry::init as init_logging;

@@ -1,4 +1,5 @@
-//! The `peergate` binary: parse the command line, start logging, run, exit.
+//! The `peergate` binary: parse the command line, run it (which starts
+//! logging once the configuration is known), exit.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,6 @@ use peergate::cli::{Cli, run};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    peergate::init_logging();
     // Thousands of sockets need file descriptors: take the hard limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match run(cli).await {

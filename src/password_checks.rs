@@ -381,28 +381,15 @@ mod tests {
         let pool = PasswordChecks::start(2, 8).unwrap();
         let strong = hash_blocking("correct horse", Cost::Strong).unwrap();
         let quick = fast("battery staple");
-        assert!(
-            pool.verify("correct horse".into(), Some(strong.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !pool
-                .verify("correct hors".into(), Some(strong.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            pool.verify("battery staple".into(), Some(quick.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !pool
-                .verify("battery".into(), Some(quick.clone()))
-                .await
-                .unwrap()
-        );
+        for (password, stored, right) in [
+            ("correct horse", &strong, true),
+            ("correct hors", &strong, false),
+            ("battery staple", &quick, true),
+            ("battery", &quick, false),
+        ] {
+            let checked = pool.verify(password.into(), Some(stored.clone())).await;
+            assert_eq!(checked.unwrap(), right, "{password}");
+        }
         assert!(!pool.verify("anything".into(), None).await.unwrap());
         assert!(!pool.verify(String::new(), None).await.unwrap());
         // After a large and a small hash in the same worker memory, the large

@@ -21,16 +21,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Starts text logging, as `init_with(LogFormat::Text)`.
-pub fn init() {
-    init_with(LogFormat::Text);
-}
-
 /// Starts logging to stderr in `format`. ANSI colours are used only when
 /// stderr is a terminal and `NO_COLOR` is unset: a log file or a journal
 /// should not fill with escape codes. A second call (tests) keeps the first
 /// subscriber.
-pub fn init_with(format: LogFormat) {
+pub fn init(format: LogFormat) {
     let ansi = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // `try_init` (not `set_global_default`) also forwards the `log` crate's
@@ -38,7 +33,7 @@ pub fn init_with(format: LogFormat) {
     let _ = subscriber(format, ansi, std::io::stderr).try_init();
 }
 
-/// The subscriber `init_with` installs, writing to `writer`; separate so that
+/// The subscriber `init` installs, writing to `writer`; separate so that
 /// tests can read what it writes.
 fn subscriber<W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
 where

@@ -1,6 +1,7 @@
 //! Validated newtypes and pure rules: codes, tokens, ids, outcomes, notes,
 //! usernames and the public URL.
-//! Nothing here touches axum or sqlx; handlers parse input into these types once.
+//! No I/O, no web framework, no database library: handlers parse input into
+//! these types once, at the edge.
 
 pub mod code;
 pub mod ids;

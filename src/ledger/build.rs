@@ -28,16 +28,7 @@ pub async fn append_entries(
         for _ in 0..ROWS_PER_TRANSACTION.min(count - done) {
             let mut fields = make(head.seq + 1);
             fields.seq = head.seq + 1;
-            let hash = fields.hash(&head.hash);
-            rows.push(ChainedRow {
-                prev_hash: hex::encode(head.hash),
-                entry_hash: hex::encode(hash),
-                fields,
-            });
-            head = Head {
-                seq: head.seq + 1,
-                hash,
-            };
+            rows.push(ChainedRow::link(&mut head, fields));
             done += 1;
         }
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::chain::{FIELD_COUNT, FORMAT, Head, ZERO_HASH, hash_parts, parse_hash};
+use super::chain::{FIELD_COUNT, FORMAT, Head, hash_parts, parse_hash};
 use crate::domain::Outcome;
 
 /// What verification found.
@@ -102,17 +102,45 @@ fn percent_path(path: &Path) -> String {
 }
 
 fn verify_connection(conn: &rusqlite::Connection, expect_head: Option<Head>) -> Verdict {
-    let tables: Result<Vec<String>, _> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect());
-    let tables = match tables {
-        Ok(t) => t,
-        Err(e) => return Verdict::NotALedger(format!("not a readable SQLite database: {e}")),
-    };
-    if !tables.iter().any(|t| t == "ledger_entries") || !tables.iter().any(|t| t == "ledger_meta") {
-        return Verdict::NotALedger("it has no ledger_entries and ledger_meta tables".into());
+    if let Err(verdict) = check_tables(conn).and_then(|()| check_format(conn)) {
+        return verdict;
     }
-    let format: Result<Option<String>, _> = conn
+    let head = match check_chain(conn) {
+        Ok(head) => head,
+        Err(verdict) => return verdict,
+    };
+    if let Err(reason) = check_triggers(conn) {
+        return Verdict::Invalid { seq: None, reason };
+    }
+    if let Some(expected) = expect_head
+        && let Err(verdict) = check_expected_head(conn, head, expected)
+    {
+        return verdict;
+    }
+    Verdict::Valid {
+        entries: head.seq,
+        head,
+    }
+}
+
+/// Both ledger tables are there.
+fn check_tables(conn: &rusqlite::Connection) -> Result<(), Verdict> {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| Verdict::NotALedger(format!("not a readable SQLite database: {e}")))?;
+    if tables.iter().any(|t| t == "ledger_entries") && tables.iter().any(|t| t == "ledger_meta") {
+        Ok(())
+    } else {
+        Err(Verdict::NotALedger(
+            "it has no ledger_entries and ledger_meta tables".into(),
+        ))
+    }
+}
+
+/// `ledger_meta` names the format this verifier knows.
+fn check_format(conn: &rusqlite::Connection) -> Result<(), Verdict> {
+    let format: Option<String> = conn
         .query_row(
             "SELECT CAST(value AS TEXT) FROM ledger_meta WHERE key = 'format'",
             [],
@@ -122,63 +150,50 @@ fn verify_connection(conn: &rusqlite::Connection, expect_head: Option<Head>) -> 
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             other => Err(other),
-        });
-    match format {
-        Ok(Some(f)) if f == FORMAT => {}
-        Ok(Some(f)) => {
-            return Verdict::Invalid {
-                seq: None,
-                reason: format!("unknown format `{f}`, expected `{FORMAT}`"),
-            };
-        }
-        Ok(None) => {
-            return Verdict::Invalid {
-                seq: None,
-                reason: "ledger_meta has no format row".into(),
-            };
-        }
-        Err(e) => return Verdict::NotALedger(format!("cannot read ledger_meta: {e}")),
-    }
-
-    let head = match check_chain(conn) {
-        Ok(head) => head,
-        Err(verdict) => return verdict,
+        })
+        .map_err(|e| Verdict::NotALedger(format!("cannot read ledger_meta: {e}")))?;
+    let reason = match format {
+        Some(f) if f == FORMAT => return Ok(()),
+        Some(f) => format!("unknown format `{f}`, expected `{FORMAT}`"),
+        None => "ledger_meta has no format row".into(),
     };
-    if let Err(reason) = check_triggers(conn) {
-        return Verdict::Invalid { seq: None, reason };
+    Err(Verdict::Invalid { seq: None, reason })
+}
+
+/// A head remembered elsewhere must still be in the file, unchanged.
+fn check_expected_head(
+    conn: &rusqlite::Connection,
+    head: Head,
+    expected: Head,
+) -> Result<(), Verdict> {
+    if expected.seq > head.seq {
+        return Err(invalid(
+            head.seq + 1,
+            format!(
+                "the ledger ends at seq {} but the expected head is at seq {}: its tail was cut off",
+                head.seq, expected.seq
+            ),
+        ));
     }
-    if let Some(expected) = expect_head {
-        if expected.seq > head.seq {
-            return invalid(
-                head.seq + 1,
-                format!(
-                    "the ledger ends at seq {} but the expected head is at seq {}: its tail was cut off",
-                    head.seq, expected.seq
-                ),
-            );
-        }
-        if expected.seq > 0 {
-            let hash: Result<String, _> = conn.query_row(
-                "SELECT entry_hash FROM ledger_entries WHERE seq = ?",
-                [expected.seq],
-                |r| r.get(0),
-            );
-            if hash.ok().as_deref() != Some(expected.hash_hex().as_str()) {
-                return invalid(
-                    expected.seq,
-                    format!(
-                        "entry {} does not have the expected hash {}: history was rewritten",
-                        expected.seq,
-                        expected.hash_hex()
-                    ),
-                );
-            }
-        }
+    if expected.seq == 0 {
+        return Ok(());
     }
-    Verdict::Valid {
-        entries: head.seq,
-        head,
+    let hash: Result<String, _> = conn.query_row(
+        "SELECT entry_hash FROM ledger_entries WHERE seq = ?",
+        [expected.seq],
+        |r| r.get(0),
+    );
+    if hash.ok().as_deref() == Some(expected.hash_hex().as_str()) {
+        return Ok(());
     }
+    Err(invalid(
+        expected.seq,
+        format!(
+            "entry {} does not have the expected hash {}: history was rewritten",
+            expected.seq,
+            expected.hash_hex()
+        ),
+    ))
 }
 
 /// A column read as the bytes of a TEXT value; anything else is malformed.
@@ -206,6 +221,8 @@ fn integer(row: &rusqlite::Row<'_>, i: usize) -> Result<i64, String> {
 
 /// Walks the chain in `seq` order, recomputing every hash.
 fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
+    let unreadable =
+        |e: rusqlite::Error| Verdict::NotALedger(format!("cannot read ledger_entries: {e}"));
     let mut statement = conn
         .prepare(
             "SELECT seq, entry_id, session_id, outcome, requester_id, requester_name, requester_ip,
@@ -213,12 +230,9 @@ fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
                     session_created_at, decided_at, prev_hash, entry_hash
              FROM ledger_entries ORDER BY seq",
         )
-        .map_err(|e| Verdict::NotALedger(format!("cannot read ledger_entries: {e}")))?;
-    let mut rows = statement
-        .query([])
-        .map_err(|e| Verdict::NotALedger(format!("cannot read ledger_entries: {e}")))?;
+        .map_err(unreadable)?;
+    let mut rows = statement.query([]).map_err(unreadable)?;
     let mut head = Head::EMPTY;
-    let mut prev_hex = hex::encode(ZERO_HASH);
     loop {
         let expected = head.seq + 1;
         let row = match rows.next() {
@@ -226,68 +240,67 @@ fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
             Ok(None) => break,
             Err(e) => return Err(invalid(expected, format!("unreadable row: {e}"))),
         };
-        let checked = (|| -> Result<[u8; 32], Verdict> {
-            let bad = |reason: String| invalid(expected, format!("malformed row: {reason}"));
-            let seq = integer(row, 0).map_err(bad)?;
-            if seq != expected {
-                return Err(invalid(
-                    expected,
-                    format!("entry {expected} is missing (the next entry is {seq})"),
-                ));
-            }
-            let prev_hash = text(row, 15).map_err(bad)?;
-            if prev_hash != prev_hex.as_bytes() {
-                let what = if head.seq == 0 {
-                    "the first entry's prev_hash is not all zeros".to_string()
-                } else {
-                    format!("prev_hash does not link to entry {}", head.seq)
-                };
-                return Err(invalid(expected, what));
-            }
-            let outcome = text(row, 3).map_err(bad)?;
-            if !Outcome::ALL
-                .iter()
-                .any(|o| o.as_str().as_bytes() == outcome)
-            {
-                return Err(invalid(
-                    expected,
-                    format!("unknown outcome `{}`", String::from_utf8_lossy(outcome)),
-                ));
-            }
-            let confirmed = integer(row, 11).map_err(bad)?;
-            if confirmed != 0 && confirmed != 1 {
-                return Err(invalid(expected, "code_confirmed is neither 0 nor 1"));
-            }
-            let seq_text = seq.to_string();
-            let confirmed_text = confirmed.to_string();
-            let mut parts: [&[u8]; FIELD_COUNT] = [b""; FIELD_COUNT];
-            parts[0] = seq_text.as_bytes();
-            parts[11] = confirmed_text.as_bytes();
-            for (i, part) in parts.iter_mut().enumerate() {
-                if i != 0 && i != 11 {
-                    *part = text(row, i).map_err(bad)?;
-                }
-            }
-            let recomputed = hash_parts(&head.hash, &parts);
-            match std::str::from_utf8(text(row, 16).map_err(bad)?)
-                .ok()
-                .and_then(parse_hash)
-            {
-                Some(stored) if stored == recomputed => Ok(recomputed),
-                _ => Err(invalid(
-                    expected,
-                    "entry_hash does not match the recomputed hash: the entry was altered",
-                )),
-            }
-        })();
-        let hash = checked?;
         head = Head {
             seq: expected,
-            hash,
+            hash: check_row(row, head)?,
         };
-        prev_hex = hex::encode(hash);
     }
     Ok(head)
+}
+
+/// Checks the row that should follow `head`, and returns its hash.
+fn check_row(row: &rusqlite::Row<'_>, head: Head) -> Result<[u8; 32], Verdict> {
+    let expected = head.seq + 1;
+    let bad = |reason: String| invalid(expected, format!("malformed row: {reason}"));
+    let seq = integer(row, 0).map_err(bad)?;
+    if seq != expected {
+        return Err(invalid(
+            expected,
+            format!("entry {expected} is missing (the next entry is {seq})"),
+        ));
+    }
+    if text(row, 15).map_err(bad)? != hex::encode(head.hash).as_bytes() {
+        let what = if head.seq == 0 {
+            "the first entry's prev_hash is not all zeros".to_string()
+        } else {
+            format!("prev_hash does not link to entry {}", head.seq)
+        };
+        return Err(invalid(expected, what));
+    }
+    let outcome = text(row, 3).map_err(bad)?;
+    if !Outcome::ALL
+        .iter()
+        .any(|o| o.as_str().as_bytes() == outcome)
+    {
+        return Err(invalid(
+            expected,
+            format!("unknown outcome `{}`", String::from_utf8_lossy(outcome)),
+        ));
+    }
+    let confirmed = integer(row, 11).map_err(bad)?;
+    if confirmed != 0 && confirmed != 1 {
+        return Err(invalid(expected, "code_confirmed is neither 0 nor 1"));
+    }
+    let (seq_text, confirmed_text) = (seq.to_string(), confirmed.to_string());
+    let mut parts: [&[u8]; FIELD_COUNT] = [b""; FIELD_COUNT];
+    for (i, part) in parts.iter_mut().enumerate() {
+        *part = match i {
+            0 => seq_text.as_bytes(),
+            11 => confirmed_text.as_bytes(),
+            _ => text(row, i).map_err(bad)?,
+        };
+    }
+    let recomputed = hash_parts(&head.hash, &parts);
+    match std::str::from_utf8(text(row, 16).map_err(bad)?)
+        .ok()
+        .and_then(parse_hash)
+    {
+        Some(stored) if stored == recomputed => Ok(recomputed),
+        _ => Err(invalid(
+            expected,
+            "entry_hash does not match the recomputed hash: the entry was altered",
+        )),
+    }
 }
 
 /// The append-only triggers must be there, and must abort.

@@ -335,22 +335,14 @@ async fn write_batch(
             session_created_at: draft.session.session_created_at.clone(),
             decided_at: decided_at.to_string(),
         };
-        let hash = fields.hash(&next.hash);
+        let row = ChainedRow::link(&mut next, fields);
         results.push(Ok(Receipt {
-            seq: fields.seq,
-            entry_id: fields.entry_id.clone(),
-            entry_hash: hex::encode(hash),
-            decided_at: fields.decided_at.clone(),
+            seq: row.fields.seq,
+            entry_id: row.fields.entry_id.clone(),
+            entry_hash: row.entry_hash.clone(),
+            decided_at: row.fields.decided_at.clone(),
         }));
-        rows.push(ChainedRow {
-            prev_hash: hex::encode(next.hash),
-            entry_hash: hex::encode(hash),
-            fields,
-        });
-        next = Head {
-            seq: next.seq + 1,
-            hash,
-        };
+        rows.push(row);
     }
     insert_rows(&mut tx, &rows).await?;
     tx.commit().await.context("committing a ledger batch")?;
@@ -381,6 +373,25 @@ pub struct ChainedRow {
     pub fields: EntryFields,
     pub prev_hash: String,
     pub entry_hash: String,
+}
+
+impl ChainedRow {
+    /// Chains `fields` (whose `seq` must be `head.seq + 1`) onto `head`, and
+    /// moves `head` on to it. The one place an entry is linked.
+    pub fn link(head: &mut Head, fields: EntryFields) -> Self {
+        debug_assert_eq!(fields.seq, head.seq + 1);
+        let hash = fields.hash(&head.hash);
+        let row = Self {
+            prev_hash: hex::encode(head.hash),
+            entry_hash: hex::encode(hash),
+            fields,
+        };
+        *head = Head {
+            seq: head.seq + 1,
+            hash,
+        };
+        row
+    }
 }
 
 /// Inserts rows with multi-row `INSERT`s. Shared by the writer and the tools

@@ -40,14 +40,14 @@ pub async fn restore(flow: &Flow) -> anyhow::Result<()> {
 }
 
 /// Mirrors every outcome the ledger holds for a session that `app.sqlite` (or
-/// the registry) still shows as waiting and that nobody is deciding now. Runs
-/// on the ticker; normally it finds nothing.
+/// the registry) still shows as waiting. Runs on the ticker; normally it finds
+/// nothing. Applying an outcome twice is harmless (the registry removes a
+/// session once; `app.sqlite` moves only from `pending`), so a decision in
+/// flight right now needs no exception.
 pub async fn settle_sweep(flow: &Flow) -> anyhow::Result<usize> {
     let mut settled = 0;
     for row in pending::list_open(&flow.db).await? {
-        if row.status != PendingStatus::Pending
-            || flow.registry.get(&row.id).is_some_and(|s| s.deciding)
-        {
+        if row.status != PendingStatus::Pending {
             continue;
         }
         if let Some(outcome) = crate::ledger::read::outcome_of(&flow.ledger.reader, &row.id).await?

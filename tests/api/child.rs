@@ -1,9 +1,6 @@
 //! Running the real `peergate` binary as a child process: for logs, the
 //! command line, and crash tests that kill it with SIGKILL.
 
-// Shared by every test module; not each one uses every helper.
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

@@ -146,6 +146,7 @@ async fn kill_loop() {
         }
 
         // Decide everything waiting, concurrently, while the kill comes.
+        let before = acked.lock().unwrap().len();
         let mut tasks = Vec::new();
         for (i, id) in listed.iter().chain(waiting.iter()).cloned().enumerate() {
             let (http, base, reviewer, acked) =
@@ -164,6 +165,13 @@ async fn kill_loop() {
                     }
                 }
             }));
+        }
+        // The kill comes while decisions flow: once the first of this cycle
+        // is acknowledged (on a busy machine that may take a while), then
+        // 5–60 ms later, mid-stream.
+        let flowing = tokio::time::Instant::now() + Duration::from_secs(5);
+        while acked.lock().unwrap().len() == before && tokio::time::Instant::now() < flowing {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tokio::time::sleep(Duration::from_millis(random_ms(5, 60))).await;
         server.kill().await;

@@ -12,9 +12,6 @@ use sqlx::{Connection, SqliteConnection};
 use crate::helpers::*;
 
 const SOON: Duration = Duration::from_secs(3);
-fn approve() -> serde_json::Value {
-    json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "read back"})
-}
 
 async fn lock(path: &std::path::Path) -> SqliteConnection {
     let mut conn = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(path))

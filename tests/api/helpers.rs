@@ -1,9 +1,6 @@
 //! Test harness: a real server on 127.0.0.1:0 with a temporary data dir and a
 //! manual clock, plus request helpers that act like a browser or a script.
 
-// Shared by every test module; not each one uses every helper.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -400,4 +397,30 @@ impl Socket {
             }
         }
     }
+}
+
+/// A valid approval for the decision API.
+pub fn approve() -> Value {
+    json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "Called back on the directory number."})
+}
+
+/// A valid denial for the decision API.
+pub fn deny() -> Value {
+    json!({"outcome": "deny", "channel": "chat", "code_confirmed": false, "note": "Not her: she is on holiday."})
+}
+
+/// A requester signed in and waiting; returns their browser and session id.
+pub async fn waiting(app: &TestApp, username: &str) -> (Browser, String) {
+    let browser = app.client();
+    app.sign_in(&browser, username, "half_authenticated").await;
+    let (code, pending) = app.get_json(&browser, "/api/v1/pending").await;
+    assert_eq!(code, 200, "{pending}");
+    (browser, pending["session_id"].as_str().unwrap().to_string())
+}
+
+/// A reviewer (an exempt one) signed in fully.
+pub async fn reviewer(app: &TestApp, username: &str) -> Browser {
+    let browser = app.client();
+    app.sign_in(&browser, username, "authenticated").await;
+    browser
 }

@@ -26,29 +26,6 @@ const SOON: Duration = Duration::from_secs(3);
 /// whose two cores are shared.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-fn approve() -> Value {
-    json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "Read back on a call."})
-}
-
-fn deny() -> Value {
-    json!({"outcome": "deny", "channel": "chat", "code_confirmed": false, "note": "Not them."})
-}
-
-async fn signed_in_reviewer(app: &TestApp, username: &str) -> Browser {
-    let browser = app.client();
-    app.sign_in(&browser, username, "authenticated").await;
-    browser
-}
-
-/// A requester signed in and waiting; returns their browser and session id.
-async fn waiting(app: &TestApp, username: &str) -> (Browser, String) {
-    let browser = app.client();
-    app.sign_in(&browser, username, "half_authenticated").await;
-    let (code, pending) = app.get_json(&browser, "/api/v1/pending").await;
-    assert_eq!(code, 200, "{pending}");
-    (browser, pending["session_id"].as_str().unwrap().to_string())
-}
-
 /// The ids of the sessions in a reviewer's inbox.
 async fn inbox_ids(app: &TestApp, reviewer: &Browser) -> Vec<String> {
     let (code, inbox) = app.get_json(reviewer, "/api/v1/inbox").await;
@@ -449,7 +426,7 @@ async fn dropped_connection_case(
 async fn dropped_connections_leave_ledger_database_inbox_and_requester_in_agreement() {
     let app = spawn_app().await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
     // Where exactly the reset lands depends on the machine: from "before the
     // request is read" to "after the answer". The window that matters (the
     // handler already asked the ledger, and has not mirrored the outcome yet)
@@ -480,7 +457,7 @@ async fn dropped_connections_leave_ledger_database_inbox_and_requester_in_agreem
 async fn a_connection_dropped_while_the_ledger_writes_still_settles_everywhere() {
     let app = spawn_app().await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
     for (n, action) in [Action::Cancel, Action::Approve, Action::Deny]
         .into_iter()
         .enumerate()
@@ -588,7 +565,7 @@ async fn concurrent_sign_ins_of_one_user_leave_one_pending_session_and_no_409() 
         spawn_app_with("[auth]\nreview_starts_per_user = 1000\nfailed_logins_per_minute = 8").await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     let uma = app.add_user("uma", "Uma User", PLAIN).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
 
     for round in 1..=3usize {
         let clients: Vec<Browser> = (0..8).map(|_| app.client()).collect();
@@ -676,7 +653,7 @@ async fn cancel_after_approval_cannot_complete() {
     let app = spawn_app().await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
     let (uma, id) = waiting(&app, "uma").await;
     let old_cookie = uma.cookie_header().unwrap();
 
@@ -904,7 +881,7 @@ async fn a_late_approval_completes_within_the_grace_and_not_after() {
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
     app.add_user("ulla", "Ulla User", PLAIN).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
     let (uma, uma_id) = waiting(&app, "uma").await;
     let (ulla, ulla_id) = waiting(&app, "ulla").await;
 
@@ -980,7 +957,7 @@ async fn a_get_does_not_claim_and_the_claim_post_does() {
     let app = spawn_app().await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
     let (uma, id) = waiting(&app, "uma").await;
     let mut status = app.socket(&uma, "/ws/pending?format=json").await;
     status.expect("status", SOON).await;
@@ -1064,8 +1041,8 @@ async fn reviewers_online_counts_people_not_tabs() {
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("rob", "Rob Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
-    let rob = signed_in_reviewer(&app, "rob").await;
+    let rita = reviewer(&app, "rita").await;
+    let rob = reviewer(&app, "rob").await;
     let (uma, _) = waiting(&app, "uma").await;
     assert_eq!(online_as_seen_by(&app, &uma).await, 0);
 
@@ -1171,7 +1148,7 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
     app.add_user("ulla", "Ulla User", PLAIN).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
 
     let id = sign_in_via(&app, "uma", "203.0.113.7, 127.0.0.1").await;
     let s = summary(&app, &rita, &id).await.expect("listed");
@@ -1198,7 +1175,7 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
     let app = spawn_app().await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let rita = signed_in_reviewer(&app, "rita").await;
+    let rita = reviewer(&app, "rita").await;
     let id = sign_in_via(&app, "uma", "203.0.113.7, 127.0.0.1").await;
     let s = summary(&app, &rita, &id).await.expect("listed");
     assert_eq!(s["client"]["ip"], "127.0.0.1", "{s}");

@@ -12,28 +12,6 @@ use crate::helpers::*;
 
 const SOON: Duration = Duration::from_secs(2);
 
-fn approve() -> Value {
-    json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "Called back on the directory number."})
-}
-
-fn deny() -> Value {
-    json!({"outcome": "deny", "channel": "chat", "code_confirmed": false, "note": "Not her: she is on holiday."})
-}
-
-/// A requester signed in and waiting; returns their browser and session id.
-async fn waiting(app: &TestApp, username: &str) -> (Browser, String) {
-    let browser = app.client();
-    app.sign_in(&browser, username, "half_authenticated").await;
-    let (_, pending) = app.get_json(&browser, "/api/v1/pending").await;
-    (browser, pending["session_id"].as_str().unwrap().to_string())
-}
-
-async fn reviewer(app: &TestApp, username: &str) -> Browser {
-    let browser = app.client();
-    app.sign_in(&browser, username, "authenticated").await;
-    browser
-}
-
 #[tokio::test]
 async fn a_sign_in_reaches_the_reviewers_socket_within_a_second() {
     let app = spawn_app().await;
