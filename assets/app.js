@@ -188,6 +188,27 @@
     afterLiveUpdate();
   });
   document.addEventListener("htmx:oobAfterSwap", afterLiveUpdate);
+  // The page's sockets are closed when it is hidden for good or put in the
+  // back/forward cache: a cached inbox would otherwise keep its socket open,
+  // and its reviewer counted online, after they left it. A page restored
+  // from that cache reloads, for a fresh snapshot on a new socket. (1000 is
+  // a normal close: the ws extension does not reconnect after it.)
+  var sockets = [];
+  if (window.htmx && window.htmx.createWebSocket) {
+    var createWebSocket = window.htmx.createWebSocket;
+    window.htmx.createWebSocket = function (url) {
+      var socket = createWebSocket(url);
+      sockets.push(socket);
+      return socket;
+    };
+  }
+  window.addEventListener("pagehide", function () {
+    sockets.forEach(function (socket) { socket.close(1000, "page hidden"); });
+    sockets = [];
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) { location.reload(); }
+  });
   setInterval(tick, 1000);
   window.peergate = { tick: tick };
 })();

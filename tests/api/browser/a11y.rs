@@ -451,6 +451,26 @@ async fn changes_are_announced_politely_or_assertively() {
         "New sign-in request from Ivy User.",
     )
     .await;
+    // Reviewers coming and going: said politely. Leaving the inbox counts
+    // even though Chromium keeps the page in its back/forward cache (app.js
+    // closes the socket on pagehide).
+    rita.goto(&app.url("/")).await.unwrap();
+    wait_announced(
+        &requester,
+        "pending-presence",
+        "polite",
+        "No reviewers are online right now.",
+    )
+    .await;
+    open_inbox(&rita, &app).await;
+    wait_announced(
+        &requester,
+        "pending-presence",
+        "polite",
+        "1 reviewer online",
+    )
+    .await;
+    // Expired.
     app.clock.advance(Duration::from_mins(16));
     wait_announced(
         &requester,
