@@ -149,7 +149,7 @@ async fn a_review_from_the_keyboard_alone() {
     assert_focus_visible(&rita, "the password field").await;
     press(&rita, &password_of("rita")).await;
     press(&rita, ENTER).await;
-    wait_for(&rita, "main h1", LONG).await;
+    wait_home(&rita, &app).await;
     // From the home page to the inbox by its link in the top bar.
     tab_to(&rita, "nav a[href='/inbox']").await;
     press(&rita, ENTER).await;
@@ -337,6 +337,12 @@ async fn open_request(client: &Client, id: &str) {
     wait_for(client, "dialog#drawer[open] form.decision", LONG).await;
 }
 
+/// Waits until the browser is on the signed-in home page.
+async fn wait_home(client: &Client, app: &TestApp) {
+    let home = app.url("/").parse().unwrap();
+    client.wait().at_most(LONG).for_url(&home).await.unwrap();
+}
+
 /// Signs a requester in through the form and waits for the live page.
 async fn wait_in_browser(client: &Client, app: &TestApp, username: &str) -> String {
     sign_in_ui(client, app, username).await;
@@ -393,8 +399,7 @@ async fn changes_are_announced_politely_or_assertively() {
     audit(&requester, "the waiting page, claimed").await;
     // Approved: announced, then the page moves on by itself.
     decide(&rita, "approve", true, "").await;
-    let home = app.url("/").parse().unwrap();
-    requester.wait().at_most(LONG).for_url(&home).await.unwrap();
+    wait_home(&requester, &app).await;
     wait_announced(
         &requester,
         "pending-outcome",
@@ -524,7 +529,7 @@ async fn every_other_state_passes_axe_in_both_schemes() {
     wait_for(&ada, "#login-error", LONG).await;
     audit(&ada, "the sign-in page with an error").await;
     sign_in_ui(&ada, &app, "ada").await;
-    wait_for(&ada, "main h1", LONG).await;
+    wait_home(&ada, &app).await;
     audit(&ada, "the home page of an admin and reviewer").await;
     open_inbox(&ada, &app).await;
     audit(&ada, "the inbox, empty").await;
@@ -584,6 +589,7 @@ async fn every_other_state_passes_axe_in_both_schemes() {
     // A page someone may not see.
     let rita = driver.browser().await;
     sign_in_ui(&rita, &app, "rita").await;
+    wait_home(&rita, &app).await;
     rita.goto(&app.url("/admin")).await.unwrap();
     let refused = wait_text(&rita, "main h1").await;
     assert_eq!(refused, "Not allowed");
