@@ -45,6 +45,9 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// How long open requests and sockets get to finish at shutdown.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -35,8 +35,8 @@ const ACCOUNT_POLL: Duration = Duration::from_secs(1);
 /// The window in which failed sign-ins are counted.
 const LOGIN_FAILURE_WINDOW: Duration = Duration::from_mins(1);
 
-/// How long open requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often the shutdown looks whether every socket has closed.
+const SOCKET_DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// A built, bound service, ready to run.
 pub struct Application {
@@ -84,6 +84,7 @@ impl Application {
             sockets: dashmap::DashMap::new(),
             accounts_version: tokio::sync::watch::channel(0).0,
             frames: Frames::new(),
+            going_away: tokio::sync::watch::channel(false).0,
             flow,
         });
         let tasks = vec![
@@ -132,7 +133,15 @@ impl Application {
             max_connections: self.state.settings.server.max_connections,
             header_read_timeout: self.state.settings.server.header_read_timeout,
         };
-        let server = crate::web::serve::serve(self.listener, app, limits, shutdown, SHUTDOWN_GRACE);
+        let grace = self.state.settings.server.shutdown_grace;
+        let going_away = self.state.going_away.clone();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; open requests and sockets finish");
+            // Nobody listening (no socket open) is fine.
+            let _ = going_away.send(true);
+        };
+        let server = crate::web::serve::serve(self.listener, app, limits, shutdown, grace);
         let _lock = self.lock;
         let mut tasks = JoinSet::new();
         let mut aborts = Vec::new();
@@ -150,11 +159,44 @@ impl Application {
                 Err(anyhow::anyhow!("{name} ended unexpectedly: {result:?}"))
             }
         };
+        if outcome.is_ok() {
+            sockets_closed(&self.state, grace).await;
+        }
         for abort in aborts {
             abort.abort();
         }
+        checkpoint_on_exit(&self.state).await;
         outcome
     }
+}
+
+/// Waits (at most `grace`) until every socket has sent its close frame.
+async fn sockets_closed(state: &AppState, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while !state.sockets.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(SOCKET_DRAIN_POLL).await;
+    }
+}
+
+/// Folds both WAL files into their databases, so that a stopped service
+/// leaves two plain files behind. A failure is logged: the WAL is replayed
+/// at the next start either way.
+async fn checkpoint_on_exit(state: &AppState) {
+    if let Err(e) = crate::store::checkpoint(&state.db).await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "app.sqlite not checkpointed at exit"
+        );
+    }
+    if let Err(e) = crate::ledger::checkpoint(&state.ledger.path).await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "ledger.sqlite not checkpointed at exit"
+        );
+    }
+    state.db.close().await;
+    state.ledger.reader.close().await;
+    tracing::info!("stopped");
 }
 
 fn build_flow(

@@ -25,6 +25,10 @@ pub struct Shared {
     pub accounts_version: tokio::sync::watch::Sender<i64>,
     /// Inbox events, encoded once, for every reviewer socket.
     pub frames: Frames,
+    /// Turns true when the server begins to shut down: every socket then
+    /// closes with 1001 "going away", and the pages reconnect to the next
+    /// process by themselves.
+    pub going_away: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {

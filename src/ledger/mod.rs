@@ -103,6 +103,23 @@ impl Ledger {
     }
 }
 
+/// Folds the WAL into `ledger.sqlite` on a connection of its own (at
+/// shutdown, once the writer has stopped).
+pub async fn checkpoint(path: &Path) -> anyhow::Result<()> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(Duration::from_secs(2));
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .context("checkpointing the ledger")?;
+    conn.close().await?;
+    Ok(())
+}
+
 /// Checkpoints the WAL on its own connection, off the commit path, whenever the
 /// head has moved since the last checkpoint. PASSIVE never waits on the writer.
 async fn run_checkpointer(path: PathBuf, mut head: tokio::sync::watch::Receiver<Head>) {

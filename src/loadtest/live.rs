@@ -185,56 +185,67 @@ pub async fn decide(
     let requesters = target.add_users("lt_req", decisions, false, false).await?;
     let mut samples = Vec::with_capacity(decisions);
     for name in &requesters {
-        let cookie = target.sign_in(&client, name).await?;
-        let pending: serde_json::Value = client
-            .get(format!("{}/api/v1/pending", target.base))
-            .header("Cookie", &cookie)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = pending["session_id"]
-            .as_str()
-            .context("no session id")?
-            .to_string();
-        let mut status = target.socket("/ws/pending?format=json", &cookie).await?;
-        match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"status\"") => {}
-            other => bail!("the requester socket did not get its status: {other:?}"),
-        }
-        // Let the sign-in's broadcast to every reviewer finish first: this
-        // measures a decision, not the tail of the `added` fan-out before it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // The decision goes out on its own task: what is timed is the
-        // requester's socket, not the decider's HTTP response.
-        let started = Instant::now();
-        let post = client
-            .post(format!("{}/api/v1/inbox/{id}/decision", target.base))
-            .header("Origin", &target.origin)
-            .header("Cookie", &decider_cookie)
-            .json(&json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "load test"}))
-            .send();
-        let decision = tokio::spawn(post);
-        loop {
-            match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"approved\"") => break,
-                Ok(Some(Ok(_))) => {}
-                other => bail!("the requester never heard of the approval: {other:?}"),
-            }
-        }
-        let heard = started.elapsed();
-        let response = decision.await??;
-        if !response.status().is_success() {
-            bail!("decision failed: {}", response.status());
-        }
-        samples.push(heard.as_secs_f64() * 1000.0);
-        let _ = status.close(None).await;
+        samples.push(time_one_decision(&target, &client, &decider_cookie, name).await?);
     }
     for r in readers {
         r.abort();
     }
     target.stop().await;
     Ok(latency_report("decide", reviewers, samples))
+}
+
+/// Signs `requester` in, watches its status socket, approves it as the
+/// decider and returns how long (ms) the requester took to hear of it.
+async fn time_one_decision(
+    target: &Target,
+    client: &reqwest::Client,
+    decider_cookie: &str,
+    requester: &str,
+) -> anyhow::Result<f64> {
+    let cookie = target.sign_in(client, requester).await?;
+    let pending: serde_json::Value = client
+        .get(format!("{}/api/v1/pending", target.base))
+        .header("Cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = pending["session_id"]
+        .as_str()
+        .context("no session id")?
+        .to_string();
+    let mut status = target.socket("/ws/pending?format=json", &cookie).await?;
+    match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) if t.contains("\"status\"") => {}
+        other => bail!("the requester socket did not get its status: {other:?}"),
+    }
+    // Let the sign-in's broadcast to every reviewer finish first: this
+    // measures a decision, not the tail of the `added` fan-out before it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The decision goes out on its own task: what is timed is the
+    // requester's socket, not the decider's HTTP response.
+    let started = Instant::now();
+    let post = client
+        .post(format!("{}/api/v1/inbox/{id}/decision", target.base))
+        .header("Origin", &target.origin)
+        .header("Cookie", decider_cookie)
+        .json(&json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "load test"}))
+        .send();
+    let decision = tokio::spawn(post);
+    loop {
+        match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"approved\"") => break,
+            Ok(Some(Ok(_))) => {}
+            other => bail!("the requester never heard of the approval: {other:?}"),
+        }
+    }
+    let heard = started.elapsed();
+    let response = decision.await??;
+    if !response.status().is_success() {
+        bail!("decision failed: {}", response.status());
+    }
+    let _ = status.close(None).await;
+    Ok(heard.as_secs_f64() * 1000.0)
 }
 
 fn latency_report(

@@ -62,27 +62,36 @@ impl Target {
         args: &TargetArgs,
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
-        if let Some(url) = &args.url {
-            let host = url.split("://").nth(1).unwrap_or("");
-            if !(host.starts_with("127.")
-                || host.starts_with("localhost")
-                || host.starts_with("[::1]"))
-            {
-                bail!("the load generator only targets loopback addresses, not {url}");
-            }
-            let data_dir = args
-                .data_dir
-                .clone()
-                .context("--url needs --data-dir, to create the load-test accounts")?;
-            return Ok(Self {
-                base: url.trim_end_matches('/').to_string(),
-                origin: args.origin.clone(),
-                pid: args.pid,
-                data_dir,
-                child: None,
-                _dir: None,
-            });
+        match &args.url {
+            Some(url) => Self::running_at(args, url),
+            None => Self::spawn_child(env).await,
         }
+    }
+
+    /// The server already running at `--url` (loopback only).
+    fn running_at(args: &TargetArgs, url: &str) -> anyhow::Result<Self> {
+        let host = url.split("://").nth(1).unwrap_or("");
+        if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]"))
+        {
+            bail!("the load generator only targets loopback addresses, not {url}");
+        }
+        let data_dir = args
+            .data_dir
+            .clone()
+            .context("--url needs --data-dir, to create the load-test accounts")?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            origin: args.origin.clone(),
+            pid: args.pid,
+            data_dir,
+            child: None,
+            _dir: None,
+        })
+    }
+
+    /// Starts `peergate serve` as a child on a temporary data dir, with
+    /// `env` over the load-test defaults, and waits for it to listen.
+    async fn spawn_child(env: &[(String, String)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating a temporary data dir")?;
         let exe = std::env::current_exe().context("finding the peergate binary")?;
         let mut child = tokio::process::Command::new(exe)
@@ -100,20 +109,8 @@ impl Target {
             .kill_on_drop(true)
             .spawn()
             .context("starting peergate serve")?;
-        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        let base = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(url) = line.strip_prefix("peergate listening on ") {
-                    return Some(url.trim().to_string());
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .context("the server did not start")?;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stdout = child.stdout.take().context("no stdout")?;
+        let base = listening_url(stdout).await?;
         Ok(Self {
             base,
             origin: ORIGIN.into(),
@@ -225,6 +222,27 @@ impl Target {
             let _ = child.kill().await;
         }
     }
+}
+
+/// Reads the child's stdout until `peergate listening on <url>` (30 s at
+/// most), then keeps draining it in the background so the child never blocks
+/// on a full pipe.
+async fn listening_url(stdout: tokio::process::ChildStdout) -> anyhow::Result<String> {
+    let mut lines = BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("peergate listening on ") {
+                return Some(url.trim().to_string());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .context("the server did not start")?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(base)
 }
 
 pub type Socket =

@@ -102,6 +102,15 @@ pub(crate) fn flag(value: i64) -> bool {
 /// database library.
 pub type Db = SqlitePool;
 
+/// Folds the WAL into `app.sqlite` (at shutdown).
+pub async fn checkpoint(db: &SqlitePool) -> anyhow::Result<()> {
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(db)
+        .await
+        .context("checkpointing app.sqlite")?;
+    Ok(())
+}
+
 /// Whether `app.sqlite` answers (for `/healthz`).
 pub async fn ping(db: &SqlitePool) -> anyhow::Result<()> {
     sqlx::query("SELECT 1")

@@ -177,6 +177,7 @@ async fn serve_inbox(
     let mut frames = app.frames.subscribe();
     let mut presence = app.registry.watch_presence();
     let mut ended = app.session_ended.subscribe();
+    let mut going_away = app.going_away.subscribe();
     let mut accounts = app.accounts_version.subscribe();
     let _online = app.registry.reviewer_connected(&me);
     let online = *presence.borrow_and_update();
@@ -198,6 +199,11 @@ async fn serve_inbox(
             },
             incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
+            changed = going_away.changed() => match changed {
+                Ok(()) if flag_set(&mut going_away) => Step::Send(going_away_frame()),
+                Ok(()) => Step::Skip,
+                Err(_) => Step::Stop,
+            },
             // A periodic check, and an immediate one when an account changed.
             _ = timers.recheck.tick() => reviewer_check(still_reviewer(&app, &token).await),
             changed = accounts.changed() => {
@@ -347,6 +353,7 @@ async fn serve_pending(
     let (mut tx, mut rx) = socket.split();
     let token = requester.session.token_hash.clone();
     let mut ended = app.session_ended.subscribe();
+    let mut going_away = app.going_away.subscribe();
     let mut accounts = app.accounts_version.subscribe();
     let mut presence = app.registry.watch_presence();
     let Some(mut status) = app.registry.watch_requester(&requester.pending_id) else {
@@ -383,6 +390,11 @@ async fn serve_pending(
             },
             incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
+            changed = going_away.changed() => match changed {
+                Ok(()) if flag_set(&mut going_away) => Step::Send(going_away_frame()),
+                Ok(()) => Step::Skip,
+                Err(_) => Step::Stop,
+            },
             changed = accounts.changed() => {
                 let alive = crate::review::browser_session(&app.flow, &token).await;
                 if changed.is_ok() && !matches!(alive, Ok(None)) {
@@ -397,6 +409,20 @@ async fn serve_pending(
             break;
         }
     }
+}
+
+/// Reads a watched flag without holding its guard across an `.await`.
+fn flag_set(flag: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    *flag.borrow_and_update()
+}
+
+/// The close frame for a server that is shutting down: the page reconnects
+/// to the next process.
+fn going_away_frame() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: 1001,
+        reason: Utf8Bytes::from_static("going away"),
+    }))
 }
 
 /// What a socket loop does after one of its events.
