@@ -64,7 +64,7 @@ mod tests {
             .await
             .unwrap();
         let limiter =
-            |n| crate::limiter::WindowLimiter::new(n, Duration::from_secs(60), clock.clone());
+            |n| crate::limiter::WindowLimiter::new(n, Duration::from_mins(1), clock.clone());
         let flow = Flow::new(FlowParts {
             login_failures: limiter(100),
             login_failures_per_user: limiter(100),
