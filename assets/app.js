@@ -31,7 +31,8 @@
     });
   }
 
-  // The inbox: count in the tab title, empty-state line, notifications.
+  // The inbox: count in the tab title, empty-state line, notifications, and
+  // an announcement of each new request for screen readers.
   var knownRows = null;
   function refreshInbox() {
     var list = document.getElementById("inbox-rows");
@@ -45,10 +46,27 @@
     rows.forEach(function (r) { ids[r.getAttribute("data-session")] = true; });
     if (knownRows !== null) {
       Object.keys(ids).forEach(function (id) {
-        if (!knownRows[id]) { notifyNew(document.getElementById("row-" + id)); }
+        if (!knownRows[id]) {
+          var row = document.getElementById("row-" + id);
+          notifyNew(row);
+          announceNew(row);
+        }
       });
     }
     knownRows = ids;
+  }
+
+  // A polite live region that stays in the page: each new request adds a
+  // line (lines are added, not replaced, so two arrivals in quick succession
+  // are both read); only the last few are kept.
+  function announceNew(row) {
+    var region = document.getElementById("inbox-announce");
+    if (!row || !region) { return; }
+    var name = row.querySelector(".name");
+    var line = document.createElement("p");
+    line.textContent = "New sign-in request from " + (name ? name.textContent : "someone") + ".";
+    region.appendChild(line);
+    while (region.children.length > 3) { region.removeChild(region.firstElementChild); }
   }
 
   function notifyNew(row) {
@@ -64,8 +82,11 @@
 
   // The drawer: opened when a detail arrives, closed by its buttons or Escape;
   // focus goes back to the row that opened it (found again by session id,
-  // since live updates may have replaced the row element).
+  // since live updates may have replaced the row element). When that request
+  // has left the inbox (decided, expired), focus goes to the request now in
+  // its place, or the last one, or the inbox heading when none is left.
   var openedFor = null;
+  var openedAt = 0;
   function drawer() { return document.getElementById("drawer"); }
 
   function closeDrawer() {
@@ -73,10 +94,20 @@
     if (d && d.open) { d.close(); }
   }
 
+  function rowOpened(button) {
+    var li = button.closest("li");
+    openedFor = li.getAttribute("data-session");
+    openedAt = Array.prototype.indexOf.call(li.parentNode.children, li);
+  }
+
   function restoreFocus() {
     if (!openedFor) { return; }
     var button = document.querySelector("#row-" + CSS.escape(openedFor) + " .row-open");
     openedFor = null;
+    if (!button) {
+      var buttons = document.querySelectorAll("#inbox-rows .row-open");
+      button = buttons[Math.min(openedAt, buttons.length - 1)] || document.getElementById("inbox-title");
+    }
     if (button) { button.focus(); }
   }
 
@@ -94,14 +125,14 @@
       }
     }
     var row = target.closest("li[data-session] .row-open");
-    if (row) { openedFor = row.closest("li").getAttribute("data-session"); }
+    if (row) { rowOpened(row); }
     if (target.closest("[data-close-dialog]")) { closeDrawer(); }
   });
 
   document.addEventListener("keydown", function (event) {
     if ((event.key === "Enter" || event.key === " ") && event.target instanceof Element) {
       var row = event.target.closest("li[data-session] .row-open");
-      if (row) { openedFor = row.closest("li").getAttribute("data-session"); }
+      if (row) { rowOpened(row); }
     }
   });
 
@@ -170,6 +201,27 @@
       document.body.removeAttribute("data-live");
       setTimeout(comeBack, 500 + Math.random() * 1500);
     }
+  });
+  // The page's sockets are closed when it is hidden for good or put in the
+  // back/forward cache: a cached inbox would otherwise keep its socket open,
+  // and its reviewer counted online, after they left it. A page restored
+  // from that cache reloads, for a fresh snapshot on a new socket. (1000 is
+  // a normal close: the ws extension does not reconnect after it.)
+  var sockets = [];
+  if (window.htmx && window.htmx.createWebSocket) {
+    var createWebSocket = window.htmx.createWebSocket;
+    window.htmx.createWebSocket = function (url) {
+      var socket = createWebSocket(url);
+      sockets.push(socket);
+      return socket;
+    };
+  }
+  window.addEventListener("pagehide", function () {
+    sockets.forEach(function (socket) { socket.close(1000, "page hidden"); });
+    sockets = [];
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) { location.reload(); }
   });
   setInterval(tick, 1000);
   window.peergate = { tick: tick };

@@ -217,9 +217,12 @@ fn urlencode(text: &str) -> String {
 }
 
 /// Every column of the given entries; hashes shortened with the full value on hover.
+///
+/// The table scrolls sideways inside its box; the box takes focus (and is a
+/// named region) so keyboard users can scroll it with the arrow keys.
 pub fn entries_table(entries: &[EntryRow<'_>]) -> Markup {
     html! {
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Ledger entries" {
                 table.entries {
                     thead {
                         tr {

@@ -75,14 +75,19 @@ pub fn client_summary(user_agent: &str) -> String {
 }
 
 /// One row of the inbox; opening it loads the detail into the drawer.
+///
+/// The button's accessible name is its own text, with "Review" in front for
+/// screen readers: a separate `aria-label` would not contain what sighted
+/// people read on it (WCAG 2.5.3, "label in name"), so a speech user saying
+/// the name they see could not open it.
 pub fn row(s: &Summary, oob: bool) -> Markup {
     html! {
         li id={ "row-" (s.session_id) } class={ "row level-" (s.level.as_str()) } data-session=(s.session_id)
             hx-swap-oob=[oob.then_some("true")] {
             button.row-open type="button"
                 hx-get={ "/inbox/" (s.session_id) } hx-target="#drawer-body" hx-swap="innerHTML"
-                aria-haspopup="dialog"
-                aria-label={ "Review " (s.requester.display_name) ", waiting " (clock_text(s.age_seconds)) ", " (s.level.as_str()) } {
+                aria-haspopup="dialog" {
+                span.visually-hidden { "Review " }
                 span.who {
                     span.name { (s.requester.display_name) }
                     " "
@@ -131,7 +136,8 @@ pub fn inbox_page(user: Viewer<'_>, sessions: &[Summary], online: usize) -> Mark
         &html! {
             section.inbox hx-ext="ws" ws-connect="/ws/inbox" {
                 div.inbox-head {
-                    h1 { "Sign-in requests" }
+                    // Focus lands here when a drawer closes and no request is left.
+                    h1 #inbox-title tabindex="-1" { "Sign-in requests" }
                     p.muted {
                         (reviewers_online(online, false)) " · oldest first"
                     }
@@ -140,14 +146,42 @@ pub fn inbox_page(user: Viewer<'_>, sessions: &[Summary], online: usize) -> Mark
                         " Notify me of new requests"
                     }
                 }
+                (keyboard_help())
                 (rows(sessions, false))
                 p #inbox-empty.muted hidden[!sessions.is_empty()] { "Nobody is waiting. New requests appear here by themselves." }
+                // app.js adds a line here for each request that arrives, so
+                // screen readers announce it without moving the reader's place.
+                div #inbox-announce.visually-hidden aria-live="polite" {}
             }
             dialog #drawer aria-labelledby="drawer-title" {
                 div #drawer-body {}
             }
         },
     )
+}
+
+/// The inbox's keys. There are no single-key shortcuts to learn (they would
+/// fire while a screen reader or speech input is typing); everything is the
+/// browser's own Tab, Enter, Space and Escape, and the drawer keeps focus
+/// where this says.
+fn keyboard_help() -> Markup {
+    html! {
+        details.keys {
+            summary { "Using the inbox with a keyboard" }
+            dl {
+                dt { kbd { "Tab" } ", " kbd { "Shift" } "+" kbd { "Tab" } }
+                dd { "Move between requests, oldest first, and through the review form." }
+                dt { kbd { "Enter" } " or " kbd { "Space" } " on a request" }
+                dd { "Open it in the review drawer. Focus moves into the drawer." }
+                dt { kbd { "Space" } }
+                dd { "Choose Approve or Deny, tick the read-back confirmation." }
+                dt { kbd { "Enter" } " on Record decision" }
+                dd { "Record the decision in the ledger." }
+                dt { kbd { "Escape" } }
+                dd { "Close the drawer. Focus goes back to the request, or to the next one once it is decided." }
+            }
+        }
+    }
 }
 
 /// The drawer's content: who, from where, the code, and the decision form.
@@ -169,7 +203,7 @@ pub fn detail(s: &PendingSession, now: DateTime<Utc>, error: Option<&str>) -> Ma
                 dt { "Waiting" } dd { span data-age-since=(rfc3339(s.created_at)) { (clock_text(age)) } }
                 dt { "Expires" } dd { time data-countdown=(rfc3339(s.expires_at)) datetime=(rfc3339(s.expires_at)) { (s.expires_at.format("%H:%M:%S UTC")) } }
             }
-            p.code.big aria-label="Code" { (s.code.grouped()) }
+            (super::code_display("Code", &s.code, "code big"))
             p.warning {
                 strong { "The code only proves that the person you are talking to can see this sign-in, not who they are. " }
                 "Call them back on a number you already know, or check with them in person."

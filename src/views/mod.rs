@@ -12,7 +12,7 @@ pub mod pending;
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 
-use crate::domain::Roles;
+use crate::domain::{PendingCode, Roles};
 
 /// Who is looking at a page: what the layout and the home page show of them.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +38,8 @@ pub fn page(title: &str, user: Option<Viewer<'_>>, content: &Markup) -> Markup {
                 script src="/assets/app.js" defer {}
             }
             body {
+                // For keyboard users: straight past the top bar to the page.
+                a.skip-link href="#main" { "Skip to content" }
                 header.topbar {
                     a.brand href="/" { "peergate" }
                     @if let Some(user) = user {
@@ -52,9 +54,21 @@ pub fn page(title: &str, user: Option<Viewer<'_>>, content: &Markup) -> Markup {
                         }
                     }
                 }
-                main id="main" { (content) }
+                main id="main" tabindex="-1" { (content) }
             }
         }
+    }
+}
+
+/// A code in large grouped digits (`123 456`), and for screen readers, which
+/// would read the groups as numbers ("one hundred twenty-three"), digit by
+/// digit after a label ("Your code: 1 2 3 4 5 6"). `class` goes on the large
+/// digits (`code`, or `code big` in the drawer).
+pub fn code_display(label: &str, code: &PendingCode, class: &str) -> Markup {
+    let digits: Vec<String> = code.expose().chars().map(String::from).collect();
+    html! {
+        p.visually-hidden { (label) ": " (digits.join(" ")) }
+        p class=(class) aria-hidden="true" { (code.grouped()) }
     }
 }
 

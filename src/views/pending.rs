@@ -21,32 +21,68 @@ pub struct PendingView<'a> {
     pub notice: Option<&'a str>,
 }
 
-/// The code, large and grouped, with its expiry.
+/// The code, large and grouped, with its expiry. The code sits in a polite
+/// live region, so a new code is announced; the countdown, which changes
+/// every second, stays outside it (inside, it would be read out every second).
 pub fn code_block(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
-    html! { div #code-block { (code_inner(code, expires_at)) } }
+    html! {
+        div aria-live="polite" aria-atomic="true" {
+            div #code-block { (super::code_display("Your code", code, "code")) }
+        }
+        div #expiry { (expiry_inner(expires_at)) }
+    }
 }
 
-fn code_inner(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
+fn expiry_inner(expires_at: DateTime<Utc>) -> Markup {
     html! {
-        div {
-            p.code aria-label={ "Your code: " (code.expose().chars().map(String::from).collect::<Vec<_>>().join(" ")) } {
-                (code.grouped())
-            }
-            p.muted {
-                strong {
-                    time.expires datetime=(rfc3339(expires_at)) data-countdown=(rfc3339(expires_at)) {
-                        (expires_at.format("until %H:%M:%S UTC"))
-                    }
+        p.muted {
+            strong {
+                time.expires datetime=(rfc3339(expires_at)) data-countdown=(rfc3339(expires_at)) {
+                    (expires_at.format("until %H:%M:%S UTC"))
                 }
-                " · this sign-in expires at " (expires_at.format("%H:%M UTC"))
             }
+            " · this sign-in expires at " (expires_at.format("%H:%M UTC"))
         }
     }
 }
 
-/// Who is online and who is looking.
+/// Who is online and who is looking. Not a live region itself: the socket
+/// replaces it whole, and screen readers hear of changes through the
+/// announcement regions below, which stay in place.
 pub fn presence(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
-    html! { div #presence aria-live="polite" { (presence_inner(reviewers_online, claimed_by)) } }
+    html! { div #presence { (presence_inner(reviewers_online, claimed_by)) } }
+}
+
+/// The two announcement regions of the waiting page, empty when it loads:
+/// screen readers announce what the socket later puts into them. They sit
+/// outside `#pending-live`, which approval and endings replace, because a
+/// live region must already be in the page when its text changes.
+fn announcement_regions() -> Markup {
+    html! {
+        // Outcomes (claimed, approved, denied, expired) interrupt.
+        div #pending-outcome .visually-hidden aria-live="assertive" aria-atomic="true" {}
+        // How many reviewers are online waits its turn.
+        div #pending-presence .visually-hidden aria-live="polite" aria-atomic="true" {}
+    }
+}
+
+/// New text for an announcement region, swapped into it by the socket
+/// (`innerHTML`, so the region itself stays).
+fn announce(region: &str, text: &str) -> Markup {
+    html! { div id=(region) hx-swap-oob="innerHTML" { p { (text) } } }
+}
+
+/// The text announced when a reviewer opens the request.
+fn claimed_text(name: &str) -> String {
+    format!("{name} is reviewing your request.")
+}
+
+fn online_text(reviewers_online: usize) -> String {
+    match reviewers_online {
+        0 => "No reviewers are online right now. Ask a colleague to open peergate.".into(),
+        1 => "1 reviewer online".into(),
+        n => format!("{n} reviewers online"),
+    }
 }
 
 fn presence_inner(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
@@ -55,13 +91,7 @@ fn presence_inner(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
             @if let Some(name) = claimed_by {
                 p.claimed { strong { (name) } " is reviewing your request." }
             }
-            p.muted {
-                @match reviewers_online {
-                    0 => "No reviewers are online right now. Ask a colleague to open peergate.",
-                    1 => "1 reviewer online",
-                    n => { (n) " reviewers online" }
-                }
-            }
+            p.muted { (online_text(reviewers_online)) }
         }
     }
 }
@@ -81,9 +111,7 @@ pub fn waiting(view: &PendingView<'_>) -> Markup {
                     @if let Some(notice) = view.notice {
                         p.alert role="alert" { (notice) }
                     }
-                    div aria-live="polite" aria-atomic="true" {
-                        (code_block(view.code, view.expires_at))
-                    }
+                    (code_block(view.code, view.expires_at))
                     (presence(view.reviewers_online, view.claimed_by))
                     div.actions {
                         @if view.rotations_left > 0 {
@@ -97,9 +125,12 @@ pub fn waiting(view: &PendingView<'_>) -> Markup {
                     }
                 }
             }
+            (announcement_regions())
         },
     )
 }
+
+const APPROVED_TEXT: &str = "Your colleague approved this sign-in. Continuing…";
 
 /// The approved state: a form the page submits by itself (app.js), with a
 /// button in case scripts are off.
@@ -108,7 +139,7 @@ fn approved_block() -> Markup {
         div #pending-live {
             section.card.narrow.pending {
                 h1 { "Approved" }
-                p role="status" aria-live="assertive" { "Your colleague approved this sign-in. Continuing…" }
+                p { (APPROVED_TEXT) }
                 form #complete method="post" action="/pending/complete" data-autosubmit {
                     button.primary type="submit" { "Continue" }
                 }
@@ -122,9 +153,13 @@ pub fn approved() -> Markup {
     page("Approved", None, &approved_block())
 }
 
-/// Sent over the socket on approval: replaces the live area, ending the socket.
+/// Sent over the socket on approval: replaces the live area, ending the
+/// socket, and announces the approval.
 pub fn approved_fragment() -> Markup {
-    html! { div #pending-live hx-swap-oob="true" { (approved_block()) } }
+    html! {
+        div #pending-live hx-swap-oob="true" { (approved_block()) }
+        (announce("pending-outcome", &format!("Approved. {APPROVED_TEXT}")))
+    }
 }
 
 /// Sent over the socket when the session ends without approval.
@@ -148,19 +183,40 @@ pub fn ended_fragment(outcome: crate::domain::Outcome) -> Markup {
         div #pending-live hx-swap-oob="true" {
             section.card.narrow.pending.ended {
                 h1 { (title) }
-                p role="alert" { (text) }
+                p { (text) }
                 p { a href="/login" { "Back to sign-in" } }
             }
         }
+        (announce("pending-outcome", &format!("{title}. {text}")))
     }
 }
 
 /// The code block, for the socket.
 pub fn code_fragment(code: &PendingCode, expires_at: DateTime<Utc>) -> Markup {
-    html! { div #code-block hx-swap-oob="true" { (code_inner(code, expires_at)) } }
+    html! {
+        div #code-block hx-swap-oob="true" { (super::code_display("Your code", code, "code")) }
+        div #expiry hx-swap-oob="true" { (expiry_inner(expires_at)) }
+    }
 }
 
 /// The presence block, for the socket.
 pub fn presence_fragment(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
-    html! { div #presence hx-swap-oob="true" aria-live="polite" { (presence_inner(reviewers_online, claimed_by)) } }
+    html! { div #presence hx-swap-oob="true" { (presence_inner(reviewers_online, claimed_by)) } }
+}
+
+/// A reviewer opened the request: the presence block, and an announcement.
+pub fn claimed_fragment(reviewers_online: usize, reviewer: &str) -> Markup {
+    html! {
+        (presence_fragment(reviewers_online, Some(reviewer)))
+        (announce("pending-outcome", &claimed_text(reviewer)))
+    }
+}
+
+/// The number of reviewers online changed: the presence block, and a polite
+/// announcement of the new count.
+pub fn presence_changed_fragment(reviewers_online: usize, claimed_by: Option<&str>) -> Markup {
+    html! {
+        (presence_fragment(reviewers_online, claimed_by))
+        (announce("pending-presence", &online_text(reviewers_online)))
+    }
 }

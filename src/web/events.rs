@@ -268,7 +268,7 @@ pub fn requester_claimed(reviewer: &str, reviewers_online: usize, format: Format
             },
         }),
         Format::Html => {
-            text(views::pending::presence_fragment(reviewers_online, Some(reviewer)).into_string())
+            text(views::pending::claimed_fragment(reviewers_online, reviewer).into_string())
         }
     }
 }
@@ -280,9 +280,9 @@ pub fn requester_presence(
 ) -> Utf8Bytes {
     match format {
         Format::Json => json(&RequesterMessage::Presence { reviewers_online }),
-        Format::Html => {
-            text(views::pending::presence_fragment(reviewers_online, claimed_by).into_string())
-        }
+        Format::Html => text(
+            views::pending::presence_changed_fragment(reviewers_online, claimed_by).into_string(),
+        ),
     }
 }
 

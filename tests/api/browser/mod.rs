@@ -2,6 +2,10 @@
 //!
 //! Locally, without Chromium, these tests say they were skipped and pass; in
 //! CI (`CI=true`) a missing browser fails them.
+//!
+//! Every scenario runs axe-core ([`axe::audit`]) on each page and state it
+//! visits, in the light and the dark colour scheme; `a11y` holds the
+//! scenarios about accessibility itself (keyboard, announcements, schemes).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -13,6 +17,10 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::helpers::*;
+use axe::audit;
+
+mod a11y;
+mod axe;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -260,9 +268,11 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     sign_in_ui(&reviewer, &app, "rita").await;
     open_inbox(&reviewer, &app).await;
     wait_for(&reviewer, "#inbox-empty", LONG).await;
+    audit(&reviewer, "the inbox, empty").await;
 
     requester.goto(&app.url("/login")).await.unwrap();
     screenshot(&requester, "login").await;
+    audit(&requester, "the sign-in page").await;
     sign_in_ui(&requester, &app, "uma").await;
     wait_for(&requester, "body[data-live]", LONG).await;
     let code = wait_text(&requester, "#code-block .code").await;
@@ -274,9 +284,11 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     wait_for(&reviewer, &row, LONG).await;
     let title = reviewer.title().await.unwrap();
     assert!(title.starts_with("(1)"), "count in the tab title: {title}");
+    audit(&reviewer, "the inbox, one request").await;
     // The requester sees who is online once the reviewer's socket is up.
     wait_for(&requester, "#presence", LONG).await;
     screenshot(&requester, "waiting").await;
+    audit(&requester, "the waiting page, pending").await;
     // Readable on a 360 px phone: nothing wider than the screen.
     requester.set_window_size(360, 780).await.unwrap();
     assert_fits(&requester, "/pending").await;
@@ -288,6 +300,8 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     // The requester is told who is looking.
     let claimed = wait_text(&requester, "#presence .claimed").await;
     assert!(claimed.contains("Rita Reviewer"), "{claimed}");
+    audit(&reviewer, "the drawer, open").await;
+    audit(&requester, "the waiting page, claimed").await;
 
     reviewer
         .find(Locator::Css("input[name=outcome][value=approve]"))
@@ -342,6 +356,8 @@ async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
     // The reviewer sees the recorded entry.
     let result = wait_text(&reviewer, "dialog#drawer .result").await;
     assert!(result.contains("#1"), "{result}");
+    audit(&reviewer, "the drawer, approval recorded").await;
+    audit(&requester, "the signed-in home").await;
     reviewer.close().await.unwrap();
     requester.close().await.unwrap();
     app.stop().await;
@@ -400,6 +416,7 @@ async fn a_denial_tells_the_requester_and_clears_every_inbox() {
     // Rob sees that Rita is on it.
     let claimed = wait_text(&rob, &format!("{row} .claimed-by")).await;
     assert!(claimed.contains("Rita Reviewer"));
+    audit(&rob, "the inbox, a request another reviewer has open").await;
 
     rita.find(Locator::Css("input[name=outcome][value=deny]"))
         .await
@@ -422,125 +439,19 @@ async fn a_denial_tells_the_requester_and_clears_every_inbox() {
 
     let message = wait_text(&requester, ".ended").await;
     assert!(message.contains("denied"), "{message}");
+    audit(&requester, "the waiting page, denied").await;
     wait_gone(&rob, &row, LONG).await;
     let title = rob.title().await.unwrap();
     assert!(
         !title.starts_with('('),
         "no count left in the title: {title}"
     );
+    audit(&rob, "the inbox, emptied by another reviewer's decision").await;
+    wait_for(&rita, "dialog#drawer[open] .result", LONG).await;
+    audit(&rita, "the drawer, denial recorded").await;
     for b in [rita, rob, requester] {
         b.close().await.unwrap();
     }
-    app.stop().await;
-}
-
-/// Sends one key to whatever has focus.
-async fn press(client: &Client, key: &str) {
-    client
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys(key)
-        .await
-        .unwrap();
-}
-
-const TAB: &str = "\u{e004}";
-const ENTER: &str = "\u{e007}";
-const SPACE: &str = " ";
-const ESCAPE: &str = "\u{e00c}";
-
-/// Tabs through the page until `css` has focus.
-async fn tab_to(client: &Client, css: &str) {
-    for _ in 0..30 {
-        let focused = client
-            .execute(
-                &format!(
-                    "return document.activeElement && document.activeElement.matches({css:?});"
-                ),
-                vec![],
-            )
-            .await
-            .unwrap();
-        if focused == json!(true) {
-            return;
-        }
-        press(client, TAB).await;
-    }
-    panic!("never reached `{css}` with Tab");
-}
-
-async fn focused_matches(client: &Client, css: &str) -> bool {
-    client
-        .execute(
-            &format!(
-                "return !!(document.activeElement && document.activeElement.matches({css:?}));"
-            ),
-            vec![],
-        )
-        .await
-        .unwrap()
-        == json!(true)
-}
-
-#[tokio::test]
-async fn the_drawer_works_from_the_keyboard() {
-    let _slot = browser_slots().acquire().await.unwrap();
-    let Some(mut driver) = driver().await else {
-        return;
-    };
-    let app = spawn_app().await;
-    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
-    app.add_user("uma", "Uma User", PLAIN).await;
-    let rita = driver.browser().await;
-    let uma = app.client();
-    app.sign_in(&uma, "uma", "half_authenticated").await;
-    let id = waiting_session_id(&app);
-    sign_in_ui(&rita, &app, "rita").await;
-    // The inbox fits a 360 px screen too.
-    rita.set_window_size(360, 780).await.unwrap();
-    open_inbox(&rita, &app).await;
-    assert_fits(&rita, "/inbox").await;
-    rita.set_window_size(1280, 900).await.unwrap();
-    open_inbox(&rita, &app).await;
-    let button = format!("#row-{id} .row-open");
-    wait_for(&rita, &button, LONG).await;
-
-    // Open with Enter, close with Escape: focus is back on the row.
-    tab_to(&rita, &button).await;
-    press(&rita, ENTER).await;
-    wait_for(&rita, "dialog#drawer[open] form.decision", LONG).await;
-    press(&rita, ESCAPE).await;
-    wait_gone(&rita, "dialog#drawer[open]", LONG).await;
-    let deadline = tokio::time::Instant::now() + LONG;
-    while !focused_matches(&rita, &button).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "focus did not return to the row"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    // Open again and decide with the keyboard alone.
-    press(&rita, ENTER).await;
-    wait_for(&rita, "dialog#drawer[open] form.decision", LONG).await;
-    tab_to(&rita, "input[name=outcome][value=approve]").await;
-    press(&rita, SPACE).await;
-    tab_to(&rita, "input[name=code_confirmed]").await;
-    press(&rita, SPACE).await;
-    tab_to(&rita, "#note").await;
-    press(&rita, "Confirmed by phone, read back.").await;
-    tab_to(&rita, "form.decision button[type=submit]").await;
-    press(&rita, ENTER).await;
-    wait_for(&rita, "dialog#drawer[open] .result", LONG).await;
-    press(&rita, ESCAPE).await;
-    wait_gone(&rita, "dialog#drawer[open]", LONG).await;
-
-    let outcome = peergate::ledger::read::outcome_of(&app.state.ledger.reader, &id)
-        .await
-        .unwrap();
-    assert_eq!(outcome, Some(peergate::domain::Outcome::Approved));
-    rita.close().await.unwrap();
     app.stop().await;
 }
 
@@ -580,6 +491,7 @@ async fn no_page_loads_anything_from_elsewhere() {
         Vec::<String>::new(),
         "/pending"
     );
+    audit(&uma, "/pending").await;
     let ada = driver.browser().await;
     ada.goto(&app.url("/login")).await.unwrap();
     assert_eq!(
@@ -587,6 +499,7 @@ async fn no_page_loads_anything_from_elsewhere() {
         Vec::<String>::new(),
         "/login"
     );
+    audit(&ada, "/login").await;
     sign_in_ui(&ada, &app, "ada").await;
     for path in ["/", "/inbox", "/admin", "/admin/ledger"] {
         ada.goto(&app.url(path)).await.unwrap();
@@ -596,6 +509,7 @@ async fn no_page_loads_anything_from_elsewhere() {
             Vec::<String>::new(),
             "{path}"
         );
+        audit(&ada, path).await;
     }
     uma.close().await.unwrap();
     ada.close().await.unwrap();
@@ -633,6 +547,7 @@ async fn the_admin_page_hands_over_a_file_with_the_checksum_it_shows() {
         .unwrap();
     assert!(head.starts_with("7:"), "{head}");
     screenshot(&ada, "admin").await;
+    audit(&ada, "the admin page, seven entries").await;
     ada.set_window_size(360, 780).await.unwrap();
     assert_fits(&ada, "/admin").await;
     screenshot(&ada, "admin-360px").await;
@@ -715,6 +630,7 @@ async fn markup_in_a_note_stays_text_everywhere() {
 
     let quote = wait_text(&ada, "dialog#drawer .result blockquote.note").await;
     assert_eq!(quote, note, "the inbox shows the note as text");
+    audit(&ada, "the drawer, a note with markup recorded").await;
     for (path, css) in [("/admin/ledger", "td.note"), ("/admin", "td.note")] {
         ada.goto(&app.url(path)).await.unwrap();
         let shown = wait_text(&ada, css).await;
@@ -727,6 +643,7 @@ async fn markup_in_a_note_stays_text_everywhere() {
             .await
             .unwrap();
         assert!(name.contains("<i>Uma</i> User"), "{path}: {name}");
+        audit(&ada, &format!("{path} with a note holding markup")).await;
     }
     let pwned = ada
         .execute("return window.pwned === undefined;", vec![])
