@@ -195,6 +195,19 @@ pub enum LedgerCommand {
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
     },
+    /// Write every entry of a ledger file, every column and the chain fields,
+    /// as JSON Lines or CSV (for SIEMs and spreadsheets).
+    Export {
+        /// The ledger file (a download, a backup, or the live file).
+        file: PathBuf,
+        /// `jsonl`: one JSON object a line; `csv`: a header row, then one row
+        /// an entry, with formula-like cells guarded for spreadsheets.
+        #[arg(long, value_enum)]
+        format: crate::ledger::export::ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
+    },
     /// Crash drill for tests (only in builds with the `test-hooks` feature):
     /// append synthetic entries to DATA_DIR/ledger.sqlite
     /// and log each acknowledged one to --acks, until killed or a bound is hit.
@@ -218,6 +231,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(LedgerCommand::Verify { file, expect_head }) => {
             crate::telemetry::init(LogFormat::Text);
             verify(&file, expect_head.as_deref()).await
+        }
+        Command::Ledger(LedgerCommand::Export { file, format, out }) => {
+            crate::telemetry::init(LogFormat::Text);
+            export(&file, format, out.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         #[cfg(feature = "test-hooks")]
         Command::Ledger(LedgerCommand::Drill {
@@ -295,6 +312,23 @@ async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
             show(&snapshot::run(entries).await?, snapshot::rows, json);
         }
     }
+    Ok(())
+}
+
+fn export(
+    file: &Path,
+    format: crate::ledger::export::ExportFormat,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let count = match out {
+        Some(path) => {
+            let written = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            crate::ledger::export::export(file, format, std::io::BufWriter::new(written))?
+        }
+        None => crate::ledger::export::export(file, format, std::io::stdout().lock())?,
+    };
+    eprintln!("exported {count} entries");
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 pub mod build;
 pub mod chain;
 pub mod entry;
+pub mod export;
 pub mod read;
 pub mod snapshot;
 pub mod verify;

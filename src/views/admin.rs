@@ -111,6 +111,13 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                     " · "
                     a href="/admin/exports/ledger.sqlite.b3" download={ (s.filename) ".b3" } { "BLAKE3 file" }
                 }
+                p {
+                    "For a SIEM or a spreadsheet, the same entries as "
+                    a href="/admin/exports/ledger.jsonl" id="export-jsonl" { "JSON Lines" }
+                    " or "
+                    a href="/admin/exports/ledger.csv" id="export-csv" { "CSV" }
+                    " (every column and the chain fields; the SQLite file is what auditors verify)."
+                }
                 dl.facts {
                     dt { "SHA-256" } dd { (copyable("snapshot-sha256", &s.sha256)) }
                     dt { "BLAKE3" } dd { (copyable("snapshot-blake3", &s.blake3)) }

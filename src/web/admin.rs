@@ -14,6 +14,7 @@ use crate::clock::rfc3339;
 use crate::domain::{Outcome, Username};
 use crate::error::{Error, Result};
 use crate::ledger::Snapshot;
+use crate::ledger::export::ExportFormat;
 use crate::ledger::read::{self, EntryFilter, StoredEntry};
 use crate::state::AppState;
 use crate::store::downloads::Download;
@@ -36,6 +37,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/exports/ledger.sqlite", get(download))
         .route("/admin/exports/ledger.sqlite.sha256", get(sha256_file))
         .route("/admin/exports/ledger.sqlite.b3", get(blake3_file))
+        .route("/admin/exports/ledger.jsonl", get(export_jsonl))
+        .route("/admin/exports/ledger.csv", get(export_csv))
         .route("/api/v1/admin/ledger/head", get(head_api))
         .route("/metrics", get(metrics))
 }
@@ -211,6 +214,52 @@ async fn log_download(app: &AppState, admin: &BrowserSession, snapshot: &Snapsho
 }
 
 /// The snapshot for the current head, streamed from its file.
+async fn export_jsonl(State(app): State<AppState>, Admin(admin): Admin) -> Result<Response> {
+    export(&app, &admin, ExportFormat::Jsonl).await
+}
+
+async fn export_csv(State(app): State<AppState>, Admin(admin): Admin) -> Result<Response> {
+    export(&app, &admin, ExportFormat::Csv).await
+}
+
+/// The current snapshot as JSON Lines or CSV: made once per snapshot (next to
+/// it, so it goes when the snapshot does), then streamed like the download.
+async fn export(app: &AppState, admin: &BrowserSession, format: ExportFormat) -> Result<Response> {
+    let snapshot = current_snapshot(app).await?;
+    let (extension, content_type) = match format {
+        ExportFormat::Jsonl => ("jsonl", "application/jsonl"),
+        ExportFormat::Csv => ("csv", "text/csv; charset=utf-8"),
+    };
+    let path = snapshot.path.with_extension(extension);
+    if !path.exists() {
+        let (from, to) = (snapshot.path.clone(), path.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let partial = to.with_extension("partial");
+            let file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+            crate::ledger::export::export(&from, format, file)?;
+            std::fs::rename(&partial, &to)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.into()))??;
+    }
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| Error::Unavailable(format!("The export could not be opened: {e}")))?;
+    log_download(app, admin, &snapshot).await?;
+    let name = format!("ledger-{}.{extension}", snapshot.head.seq);
+    let headers = [
+        (header::CONTENT_TYPE, content_type.to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ),
+        (header::CACHE_CONTROL, "no-store".to_string()),
+    ];
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((StatusCode::OK, headers, body).into_response())
+}
+
 async fn download(State(app): State<AppState>, Admin(admin): Admin) -> Result<Response> {
     let snapshot = current_snapshot(&app).await?;
     let file = tokio::fs::File::open(&snapshot.path)

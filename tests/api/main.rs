@@ -10,6 +10,8 @@ mod browser;
 mod child;
 mod config;
 mod crash;
+mod deploy;
+mod export;
 mod fuzz;
 mod hardening;
 mod helpers;

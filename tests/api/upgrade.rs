@@ -23,7 +23,11 @@ fn copy_fixture(to: &Path) {
 async fn a_data_dir_from_the_first_release_opens_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     copy_fixture(dir.path());
-    let app = spawn_app_in(dir.path(), "", None).await;
+    // The fixture's clock: a minute after it was made, while its pending
+    // session is still within its TTL.
+    let clock = peergate::clock::ManualClock::starting_now();
+    clock.set(peergate::clock::parse_rfc3339("2026-12-01T07:12:00.000Z").unwrap());
+    let app = spawn_app_in(dir.path(), "", Some(clock)).await;
 
     // The ledger is untouched and still verifies to the head it had.
     let head = peergate::ledger::Head::parse_arg(FIXTURE_HEAD).unwrap();
