@@ -1,8 +1,9 @@
 //! Validated newtypes and pure rules: codes, tokens, ids, outcomes, notes,
-//! usernames and the public URL.
+//! usernames, the public URL and forward auth's host and return-to rules.
 //! Nothing here touches axum or sqlx; handlers parse input into these types once.
 
 pub mod code;
+mod forward_auth;
 pub mod ids;
 pub mod outcome;
 mod people;
@@ -13,6 +14,9 @@ mod trusted_proxies;
 mod username;
 
 pub use code::PendingCode;
+pub use forward_auth::{
+    AccessRule, AllowedHosts, HostPattern, OriginalRequest, ReturnTo, Role, admits,
+};
 pub use outcome::{Channel, Note, Outcome};
 pub use people::{Client, Requester, Reviewer, Roles};
 pub use public_url::{PublicUrl, PublicUrlError};
