@@ -11,8 +11,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{AccessRule, AllowedHosts, HostPattern, PublicUrl};
 pub use crate::domain::TrustedProxies;
+use crate::domain::{AccessRule, AllowedHosts, HostPattern, PublicUrl};
 pub use crate::telemetry::LogFormat;
 
 /// The defaults compiled into the binary.
@@ -284,12 +284,17 @@ mod tests {
 
     #[test]
     fn forward_auth_is_checked_at_load() {
-        let e = with("[forward_auth]\nenabled = true").unwrap_err().to_string();
+        let e = with("[forward_auth]\nenabled = true")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("forward_auth.allowed_hosts"), "{e}");
         let e = with("[forward_auth]\nallowed_hosts = [\"http://app.example.com\"]")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("forward_auth.allowed_hosts") && e.contains("http://app"), "{e}");
+        assert!(
+            e.contains("forward_auth.allowed_hosts") && e.contains("http://app"),
+            "{e}"
+        );
         let e = with("[forward_auth]\ncookie_domain = \"example.com\"")
             .unwrap_err()
             .to_string();
@@ -302,7 +307,10 @@ mod tests {
             "[server]\npublic_url = \"https://auth.example.com\"\n[forward_auth]\nenabled = true\ncookie_domain = \".Example.com\"\nallowed_hosts = [\"*.example.com\"]\n[[forward_auth.rule]]\nhost = \"grafana.example.com\"\nroles = [\"admin\"]",
         )
         .unwrap();
-        assert_eq!(ok.forward_auth.cookie_domain.as_deref(), Some("example.com"));
+        assert_eq!(
+            ok.forward_auth.cookie_domain.as_deref(),
+            Some("example.com")
+        );
         assert_eq!(ok.forward_auth.rule.len(), 1);
     }
 

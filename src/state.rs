@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::domain::TokenHash;
 use crate::review::Flow;
 use crate::web::events::Frames;
+use crate::web::session_cache::SessionCache;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +26,9 @@ pub struct Shared {
     pub accounts_version: tokio::sync::watch::Sender<i64>,
     /// Inbox events, encoded once, for every reviewer socket.
     pub frames: Frames,
+    /// Fully signed-in sessions as forward auth answers for them, so that a
+    /// proxy's question costs no database read (see `web::session_cache`).
+    pub session_cache: SessionCache,
 }
 
 impl AppState {

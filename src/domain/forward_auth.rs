@@ -121,12 +121,12 @@ pub struct AccessRule {
     pub roles: Vec<Role>,
 }
 
-/// Whether a fully signed-in user with `roles` may reach `host`: the first
+/// Whether a fully signed-in user holding `held` may reach `host`: the first
 /// rule whose host matches decides; a host with no rule admits everyone.
-pub fn admits(rules: &[AccessRule], host: &str, roles: Roles) -> bool {
+pub fn admits(rules: &[AccessRule], host: &str, held: Roles) -> bool {
     match rules.iter().find(|r| r.host.matches(host)) {
         None => true,
-        Some(rule) => rule.roles.is_empty() || rule.roles.iter().any(|r| r.held_by(roles)),
+        Some(rule) => rule.roles.is_empty() || rule.roles.iter().any(|r| r.held_by(held)),
     }
 }
 
@@ -252,9 +252,20 @@ mod tests {
         assert!(!wild.matches("evilexample.com"));
         assert!(!wild.matches("a.example.com.evil.example"));
         for bad in [
-            "", "*", "*.", "a.*.com", "http://a.com", "a.com:80", "a b", "a/b", "*.1.2.3.4",
+            "",
+            "*",
+            "*.",
+            "a.*.com",
+            "http://a.com",
+            "a.com:80",
+            "a b",
+            "a/b",
+            "*.1.2.3.4",
         ] {
-            assert!(HostPattern::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                HostPattern::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
@@ -293,8 +304,8 @@ mod tests {
 
     #[test]
     fn original_requests_are_read_from_either_form() {
-        let r = OriginalRequest::from_parts("get", "https", "App.Example.com:8443", "/a?b=c")
-            .unwrap();
+        let r =
+            OriginalRequest::from_parts("get", "https", "App.Example.com:8443", "/a?b=c").unwrap();
         assert_eq!(r.url.as_str(), "https://app.example.com:8443/a?b=c");
         assert_eq!(r.host(), "app.example.com");
         assert!(r.wants_a_page("text/html,application/xhtml+xml"));

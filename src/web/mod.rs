@@ -1,10 +1,13 @@
 //! HTTP: one router per area, merged here, under the shared middleware.
 //!
 //! Layers, outermost first: tracing, error rendering, the origin check, body
-//! limit, then the session lookup that every handler's extractors read.
+//! limit, then the session lookup that every handler's extractors read. The
+//! forward-auth endpoints (`authz`) sit outside the last three: they change
+//! nothing and do their own cached session lookup.
 
 pub mod admin;
 pub mod auth;
+pub mod authz;
 pub mod cookies;
 pub mod events;
 pub mod extract;
@@ -13,6 +16,7 @@ pub mod inbox;
 pub mod middleware;
 pub mod pending;
 pub mod serve;
+pub mod session_cache;
 pub mod ws;
 
 use axum::Router;
@@ -43,7 +47,7 @@ fn viewer(user: &User) -> Viewer<'_> {
 }
 
 pub fn create_app(state: AppState) -> Router {
-    Router::new()
+    let pages = Router::new()
         .merge(home::router())
         .merge(auth::router())
         .merge(pending::router())
@@ -58,7 +62,10 @@ pub fn create_app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::check_origin,
-        ))
+        ));
+    Router::new()
+        .merge(pages)
+        .merge(authz::router())
         .layer(axum::middleware::from_fn(middleware::render_errors))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
