@@ -10,6 +10,7 @@ mod child;
 mod config;
 mod crash;
 mod fuzz;
+mod fwd;
 mod hardening;
 mod helpers;
 mod invariants;
