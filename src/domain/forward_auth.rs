@@ -92,6 +92,10 @@ impl AllowedHosts {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub fn patterns(&self) -> &[HostPattern] {
+        &self.0
+    }
 }
 
 /// A role a `[[forward_auth.rule]]` may ask for.

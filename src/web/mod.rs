@@ -25,6 +25,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::domain::{AllowedHosts, HostPattern};
 use crate::state::AppState;
 use crate::store::users::User;
 use crate::views::Viewer;
@@ -34,8 +35,25 @@ use crate::views::Viewer;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Content Security Policy: everything from our own origin, nothing inline
-/// except styles htmx sets on swapped elements.
+/// except styles htmx sets on swapped elements. Forms post only to our own
+/// origin, and their redirects go only there or to `forward_auth.allowed_hosts`
+/// (the way back to a protected app after sign-in).
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// [`CSP`], with the allowed hosts (any scheme of http and https, any port)
+/// added to `form-action`: browsers check a form's redirects against it too.
+fn content_security_policy(allowed: &AllowedHosts) -> HeaderValue {
+    let mut csp = CSP.to_string();
+    for pattern in allowed.patterns() {
+        let host = match pattern {
+            HostPattern::Exact(host) => host.clone(),
+            HostPattern::SubdomainsOf(parent) => format!("*.{parent}"),
+        };
+        csp.push_str(&format!(" http://{host}:* https://{host}:*"));
+    }
+    // Host patterns are checked DNS names, so this is always a valid value.
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(CSP))
+}
 
 /// What the views show of a signed-in user.
 fn viewer(user: &User) -> Viewer<'_> {
@@ -47,6 +65,7 @@ fn viewer(user: &User) -> Viewer<'_> {
 }
 
 pub fn create_app(state: AppState) -> Router {
+    let csp = content_security_policy(&state.settings.forward_auth.allowed_hosts);
     let pages = Router::new()
         .merge(home::router())
         .merge(auth::router())
@@ -69,7 +88,7 @@ pub fn create_app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::render_errors))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
+            csp,
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,

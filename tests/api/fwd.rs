@@ -910,3 +910,88 @@ async fn the_way_back_survives_a_restart() {
     );
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Done means 3: the whole way in a real browser, through nginx.
+
+/// From the first click on the protected app to its page after approval,
+/// with two browser sessions (requester and reviewer). Screenshots:
+/// `fwd-sign-in-names-the-app.png`, `fwd-waiting.png`, `fwd-app-after-approval.png`.
+#[tokio::test]
+async fn chromium_through_nginx_from_first_click_to_the_app() {
+    use crate::browser::{
+        LONG, browser_slots, click_css, driver, open_inbox, screenshot, sign_in_ui, wait_for,
+        wait_text, waiting_session_id,
+    };
+    use fantoccini::Locator;
+
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let Some(stack) = stack(Kind::Nginx, "").await else {
+        return;
+    };
+    let app = &stack.app;
+    app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
+    app.add_user("uma", "Uma User", PLAIN).await;
+    let rules = ["--host-resolver-rules=MAP *.peergate.test 127.0.0.1"];
+    let reviewer = driver.browser_with(None, &rules).await;
+    let requester = driver.browser_with(None, &rules).await;
+
+    sign_in_ui(&reviewer, app, "rita").await;
+    open_inbox(&reviewer, app).await;
+
+    // The first click: the app, anonymous, goes to peergate's sign-in.
+    let original = stack.at("app", "/dashboards/7?from=now-6h");
+    requester.goto(&original).await.unwrap();
+    let continuing = wait_text(&requester, ".continue-to").await;
+    assert!(continuing.contains("app.peergate.test"), "{continuing}");
+    screenshot(&requester, "fwd-sign-in-names-the-app").await;
+    requester
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("uma")
+        .await
+        .unwrap();
+    requester
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&password_of("uma"))
+        .await
+        .unwrap();
+    click_css(&requester, "button[type=submit]").await;
+    wait_for(&requester, "body[data-live]", LONG).await;
+    let continuing = wait_text(&requester, ".continue-to").await;
+    assert!(continuing.contains("app.peergate.test"), "{continuing}");
+    screenshot(&requester, "fwd-waiting").await;
+
+    // The reviewer approves in the drawer.
+    let id = waiting_session_id(app);
+    click_css(&reviewer, &format!("#row-{id} .row-open")).await;
+    wait_for(&reviewer, "dialog#drawer[open] form.decision", LONG).await;
+    click_css(&reviewer, "input[name=outcome][value=approve]").await;
+    click_css(&reviewer, "input[name=code_confirmed]").await;
+    reviewer
+        .find(Locator::Id("note"))
+        .await
+        .unwrap()
+        .send_keys("Called Uma back.")
+        .await
+        .unwrap();
+    click_css(&reviewer, "form.decision button[type=submit]").await;
+
+    // The requester's page moves on by itself, back to the app.
+    let hello = wait_text(&requester, "#hello").await;
+    assert!(hello.contains("Uma User"), "{hello}");
+    assert_eq!(requester.current_url().await.unwrap().as_str(), original);
+    let headers = wait_text(&requester, "#headers").await;
+    assert!(headers.contains("remote-user: uma"), "{headers}");
+    screenshot(&requester, "fwd-app-after-approval").await;
+
+    reviewer.close().await.unwrap();
+    requester.close().await.unwrap();
+    stack.stop().await;
+}
