@@ -96,6 +96,8 @@ pub enum LoadtestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Forward auth's answers per second with a valid cookie, and p99, at N clients.
+    AuthRequest(crate::loadtest::authz::AuthRequestArgs),
     /// Build a ledger of N entries, then time a snapshot and `ledger verify`.
     Snapshot {
         #[arg(long, default_value_t = 1_000_000)]
@@ -242,6 +244,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = crate::loadtest::flood::run(&flood).await?;
             crate::loadtest::print_report(&crate::loadtest::flood::rows(&report), &report, json);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadtest(LoadtestCommand::AuthRequest(args)) => {
+            crate::loadtest::authz::main(&args).await
         }
         Command::Loadtest(LoadtestCommand::Snapshot { entries, json }) => {
             let report = crate::loadtest::snapshot::run(entries).await?;
