@@ -64,12 +64,15 @@ pub async fn main(args: &AuthRequestArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn run(args: &AuthRequestArgs) -> anyhow::Result<AuthRequestReport> {
-    if args.clients == 0 || !(args.seconds > 0.0) {
+    if args.clients == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
         bail!("--clients and --seconds must be more than zero");
     }
     let env = [
         ("PEERGATE__FORWARD_AUTH__ENABLED", "true"),
-        ("PEERGATE__FORWARD_AUTH__ALLOWED_HOSTS", "[\"app.loadtest\"]"),
+        (
+            "PEERGATE__FORWARD_AUTH__ALLOWED_HOSTS",
+            "[\"app.loadtest\"]",
+        ),
         ("PEERGATE__SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));

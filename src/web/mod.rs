@@ -19,6 +19,8 @@ pub mod serve;
 pub mod session_cache;
 pub mod ws;
 
+use std::fmt::Write as _;
+
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -49,7 +51,8 @@ fn content_security_policy(allowed: &AllowedHosts) -> HeaderValue {
             HostPattern::Exact(host) => host.clone(),
             HostPattern::SubdomainsOf(parent) => format!("*.{parent}"),
         };
-        csp.push_str(&format!(" http://{host}:* https://{host}:*"));
+        // Writing to a String cannot fail.
+        let _ = write!(csp, " http://{host}:* https://{host}:*");
     }
     // Host patterns are checked DNS names, so this is always a valid value.
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(CSP))
