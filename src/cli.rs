@@ -113,6 +113,8 @@ pub enum LoadtestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Forward auth's answers per second with a valid cookie, and p99, at N clients.
+    AuthRequest(crate::loadtest::authz::AuthRequestArgs),
     /// Build a ledger of N entries, then time a snapshot and `ledger verify`.
     Snapshot {
         #[arg(long, default_value_t = 1_000_000)]
@@ -310,6 +312,9 @@ async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
         }
         LoadtestCommand::Snapshot { entries, json } => {
             show(&snapshot::run(entries).await?, snapshot::rows, json);
+        }
+        LoadtestCommand::AuthRequest(args) => {
+            crate::loadtest::authz::main(&args).await?;
         }
     }
     Ok(())

@@ -11,8 +11,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::PublicUrl;
 pub use crate::domain::TrustedProxies;
+use crate::domain::{AccessRule, AllowedHosts, HostPattern, PublicUrl};
 pub use crate::telemetry::LogFormat;
 
 /// The defaults compiled into the binary.
@@ -28,6 +28,44 @@ pub struct Settings {
     pub peer_review: PeerReviewSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub forward_auth: ForwardAuthSettings,
+}
+
+/// `[forward_auth]` (DESIGN.md §10): answering reverse proxies that protect
+/// other apps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthSettings {
+    /// Off, the two authz endpoints refuse everything (403).
+    pub enabled: bool,
+    /// The session and device cookies' `Domain`, so that the apps' hosts
+    /// receive them too (the proxy passes them on to peergate).
+    #[serde(deserialize_with = "cookie_domain")]
+    pub cookie_domain: Option<String>,
+    /// The hosts peergate answers for and may send a browser back to.
+    pub allowed_hosts: AllowedHosts,
+    /// `[[forward_auth.rule]]`, first match wins; a host with no rule admits
+    /// any fully signed-in user.
+    #[serde(default)]
+    pub rule: Vec<AccessRule>,
+}
+
+/// `""` is no domain; otherwise a DNS name (a leading `.` is dropped, as
+/// browsers drop it).
+fn cookie_domain<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(de)?;
+    let name = text.strip_prefix('.').unwrap_or(&text);
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match HostPattern::parse(name) {
+        Ok(HostPattern::Exact(domain)) if domain.parse::<std::net::Ipv4Addr>().is_err() => {
+            Ok(Some(domain))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "`{text}` is not a domain like example.com"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,7 +81,7 @@ pub struct ServerSettings {
     /// A client that sends no complete request head in this time is dropped.
     #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
-    /// Proxies whose `X-Forwarded-For` is believed.
+    /// Proxies whose `X-Forwarded-*` (and `X-Original-URL`) are believed.
     pub trusted_proxies: TrustedProxies,
     /// How long open requests and sockets get to finish at shutdown.
     #[serde(deserialize_with = "duration")]
@@ -165,6 +203,25 @@ impl Settings {
         if self.auth.trusted_device_days > 3650 {
             bail!("invalid configuration: auth.trusted_device_days must be at most 3650");
         }
+        self.validate_forward_auth()
+    }
+
+    fn validate_forward_auth(&self) -> anyhow::Result<()> {
+        let f = &self.forward_auth;
+        if f.enabled && f.allowed_hosts.is_empty() {
+            bail!(
+                "invalid configuration: forward_auth.enabled is true but forward_auth.allowed_hosts is empty; list the hosts peergate answers for, e.g. [\"app.example.com\"]"
+            );
+        }
+        if let Some(domain) = &f.cookie_domain {
+            let host = self.server.public_url.host();
+            let inside = host == domain || host.ends_with(&format!(".{domain}"));
+            if !inside {
+                bail!(
+                    "invalid configuration: forward_auth.cookie_domain `{domain}` does not contain server.public_url's host `{host}`, so browsers would refuse the cookie"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -173,7 +230,8 @@ impl Settings {
         self.server.public_url.origin().to_string()
     }
 
-    /// Whether cookies must be `Secure` and `__Host-` prefixed.
+    /// Whether cookies must be `Secure` and prefixed (`__Host-`, or
+    /// `__Secure-` with a cookie domain).
     pub fn is_https(&self) -> bool {
         self.server.public_url.is_https()
     }
@@ -221,6 +279,42 @@ mod tests {
         let s = Settings::from_figment(&figment).unwrap();
         assert!(s.is_https());
         assert_eq!(s.origin(), "https://login.example.com");
+    }
+
+    fn with(toml: &str) -> anyhow::Result<Settings> {
+        Settings::from_figment(&Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    }
+
+    #[test]
+    fn forward_auth_is_checked_at_load() {
+        let e = with("[forward_auth]\nenabled = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forward_auth.allowed_hosts"), "{e}");
+        let e = with("[forward_auth]\nallowed_hosts = [\"http://app.example.com\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("forward_auth.allowed_hosts") && e.contains("http://app"),
+            "{e}"
+        );
+        let e = with("[forward_auth]\ncookie_domain = \"example.com\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forward_auth.cookie_domain"), "{e}");
+        let e = with("[[forward_auth.rule]]\nhost = \"a.example.com\"\nroles = [\"root\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forward_auth.rule"), "{e}");
+        let ok = with(
+            "[server]\npublic_url = \"https://auth.example.com\"\n[forward_auth]\nenabled = true\ncookie_domain = \".Example.com\"\nallowed_hosts = [\"*.example.com\"]\n[[forward_auth.rule]]\nhost = \"grafana.example.com\"\nroles = [\"admin\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.forward_auth.cookie_domain.as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(ok.forward_auth.rule.len(), 1);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - `startup`: build the service, run it until stopped.
 //! - `state`: the shared handle every handler sees.
 //! - `clock`: the injectable clock every time rule reads.
-//! - `domain`: codes, tokens, ids, outcomes, notes; no I/O.
+//! - `domain`: codes, tokens, ids, outcomes, notes, forward auth's host
+//!   patterns, rules and return-to (`rd`) checks; no I/O.
 //! - `registry`: pending sessions in memory and their events.
 //! - `review`: the peer-review flow (sign in, withdraw, expire, complete).
 //! - `ledger`: the hash-chained ledger, its writer, snapshots and verification.
@@ -19,7 +20,8 @@
 //! - `passwords`: argon2id hashing off the runtime.
 //! - `password_checks`: the bounded pool sign-in password checks run on.
 //! - `limiter`: failed sign-ins per username and per IP.
-//! - `web`: routers, extractors and middleware; `views`: maud pages.
+//! - `web`: routers, extractors and middleware (`web::authz` answers reverse
+//!   proxies' forward-auth questions from `web::session_cache`); `views`: maud pages.
 //! - `loadtest`: the load generator behind BENCHMARKS.md.
 //! - `error`: the HTTP error type; `metrics`: metric names; `telemetry`: logs.
 

@@ -21,6 +21,7 @@ use crate::review::{Flow, FlowParts};
 use crate::state::{AppState, Shared};
 use crate::web::events::{Frames, run_fanout};
 use crate::web::serve::Limits;
+use crate::web::session_cache::{SessionCache, run_invalidation};
 
 /// Session-end notices a socket may fall behind on; a socket that lags still
 /// finds out at its next periodic session check.
@@ -85,6 +86,7 @@ impl Application {
             accounts_version: tokio::sync::watch::channel(0).0,
             frames: Frames::new(),
             going_away: tokio::sync::watch::channel(false).0,
+            session_cache: SessionCache::new(),
             flow,
         });
         let tasks = vec![
@@ -101,6 +103,10 @@ impl Application {
             (
                 "the account watcher",
                 tokio::spawn(watch_accounts(state.clone())),
+            ),
+            (
+                "the session cache's invalidation",
+                tokio::spawn(run_invalidation(state.clone())),
             ),
         ];
         Ok(Self {

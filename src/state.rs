@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::domain::TokenHash;
 use crate::review::Flow;
 use crate::web::events::Frames;
+use crate::web::session_cache::SessionCache;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,6 +30,9 @@ pub struct Shared {
     /// closes with 1001 "going away", and the pages reconnect to the next
     /// process by themselves.
     pub going_away: tokio::sync::watch::Sender<bool>,
+    /// Fully signed-in sessions as forward auth answers for them, so that a
+    /// proxy's question costs no database read (see `web::session_cache`).
+    pub session_cache: SessionCache,
 }
 
 impl AppState {

@@ -1,9 +1,10 @@
 //! Validated newtypes and pure rules: codes, tokens, ids, outcomes, notes,
-//! usernames and the public URL.
+//! usernames, the public URL and forward auth's host and return-to rules.
 //! No I/O, no web framework, no database library: handlers parse input into
 //! these types once, at the edge.
 
 pub mod code;
+mod forward_auth;
 pub mod ids;
 pub mod outcome;
 mod people;
@@ -14,6 +15,9 @@ mod trusted_proxies;
 mod username;
 
 pub use code::PendingCode;
+pub use forward_auth::{
+    AccessRule, AllowedHosts, HostPattern, OriginalRequest, ReturnTo, Role, admits,
+};
 pub use outcome::{Channel, Note, Outcome};
 pub use people::{Client, Requester, Reviewer, Roles};
 pub use public_url::{PublicUrl, PublicUrlError};

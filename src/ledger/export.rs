@@ -105,10 +105,11 @@ fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExportedEntry> {
     })
 }
 
-/// Where entries go, in their format.
+/// Where entries go, in their format. The CSV writer is boxed: it carries its
+/// own buffer, and the two variants would otherwise differ greatly in size.
 enum Sink<W: Write> {
     Jsonl(W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 impl<W: Write> Sink<W> {
@@ -118,7 +119,7 @@ impl<W: Write> Sink<W> {
             ExportFormat::Csv => {
                 let mut writer = csv::Writer::from_writer(out);
                 writer.write_record(COLUMNS)?;
-                Sink::Csv(writer)
+                Sink::Csv(Box::new(writer))
             }
         })
     }

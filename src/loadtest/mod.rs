@@ -1,6 +1,7 @@
 //! `peergate loadtest`: the instrument behind BENCHMARKS.md. Every scenario is
 //! bounded in count and time, uses loopback only, and stops by itself.
 
+pub mod authz;
 pub mod flood;
 pub mod ledger;
 pub mod live;

@@ -106,6 +106,7 @@ mod tests {
             },
             device: None,
             previous: None,
+            return_to: None,
         };
         let token = sign_in(flow, request).await.unwrap();
         let session = browser_session(flow, &token.token().hash())

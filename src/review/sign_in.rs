@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::{Flow, ReviewError, later, lifecycle};
 use crate::clock::rfc3339;
 use crate::domain::{
-    Client, Level, Outcome, PendingCode, Requester, SessionToken, TokenHash, Username, ids,
+    Client, Level, Outcome, PendingCode, Requester, ReturnTo, SessionToken, TokenHash, Username,
+    ids,
 };
 use crate::password_checks::CheckError;
 use crate::registry::PendingSession;
@@ -28,6 +29,9 @@ pub struct SignInRequest {
     /// The browser session the request came with; it ends, so the token
     /// always rotates.
     pub previous: Option<TokenHash>,
+    /// Where the person was going (a checked `rd`); kept with the pending
+    /// session, so it survives the wait for review.
+    pub return_to: Option<ReturnTo>,
 }
 
 /// What a successful password step leads to.
@@ -101,7 +105,19 @@ pub async fn sign_in(flow: &Flow, request: SignInRequest) -> Result<SignIn, Revi
     if user.is_exempt || device_trusted {
         return sign_in_fully(flow, &user, request.previous.as_ref()).await;
     }
-    start_review(flow, user, request.client, request.previous).await
+    let review = Review {
+        client: request.client,
+        previous: request.previous,
+        return_to: request.return_to,
+    };
+    start_review(flow, user, review).await
+}
+
+/// What a review that is about to start keeps of the sign-in request.
+struct Review {
+    client: Client,
+    previous: Option<TokenHash>,
+    return_to: Option<ReturnTo>,
 }
 
 /// The user, if the password is theirs and the account is enabled.
@@ -175,16 +191,11 @@ async fn sign_in_fully(
 /// records the new one, under the user's lock and on its own task, so that
 /// concurrent sign-ins leave exactly one pending session and a dropped
 /// request leaves no half-done step.
-async fn start_review(
-    flow: &Flow,
-    user: User,
-    client: Client,
-    previous: Option<TokenHash>,
-) -> Result<SignIn, ReviewError> {
+async fn start_review(flow: &Flow, user: User, review: Review) -> Result<SignIn, ReviewError> {
     // A stolen password hammered to wear reviewers down gets nowhere: only so
     // many reviews may start per user and per address.
     let user_key = format!("user:{}", user.id);
-    let ip_key = format!("ip:{}", client.ip);
+    let ip_key = format!("ip:{}", review.client.ip);
     flow.review_starts_per_user
         .check(&[&user_key])
         .and_then(|()| flow.review_starts_per_ip.check(&[&ip_key]))
@@ -201,7 +212,7 @@ async fn start_review(
                 .value(),
         );
         let held = lock.lock().await;
-        let token = open_review(&flow, &user, client, previous.as_ref()).await;
+        let token = open_review(&flow, &user, review).await;
         drop(held);
         // Forget the lock once nobody else holds or waits for it.
         flow.sign_in_locks
@@ -211,12 +222,12 @@ async fn start_review(
     .await
 }
 
-async fn open_review(
-    flow: &Flow,
-    user: &User,
-    client: Client,
-    previous: Option<&TokenHash>,
-) -> Result<SignIn, ReviewError> {
+async fn open_review(flow: &Flow, user: &User, review: Review) -> Result<SignIn, ReviewError> {
+    let Review {
+        client,
+        previous,
+        return_to,
+    } = review;
     // One pending session per user: a new sign-in withdraws the older one. One
     // that a reviewer is deciding right now is left to that decision.
     if let Some(older) = pending::find_waiting_for_user(&flow.db, &user.id).await? {
@@ -232,7 +243,7 @@ async fn open_review(
     let (created, expires) = (rfc3339(now), rfc3339(expires_at));
     flows::open_review(
         &flow.db,
-        previous,
+        previous.as_ref(),
         &NewPending {
             id: &id,
             user_id: &user.id,
@@ -240,6 +251,7 @@ async fn open_review(
             user_agent: &client.user_agent,
             created_at: &created,
             expires_at: &expires,
+            return_to: return_to.as_ref().map(ReturnTo::as_str),
         },
         &token.hash(),
         &expires,

@@ -69,6 +69,8 @@ pub struct PendingRow {
     pub created_at: String,
     pub expires_at: String,
     pub code_rotations: u32,
+    /// Where the requester was going (a checked `rd`), if anywhere.
+    pub return_to: Option<String>,
 }
 
 pub struct NewPending<'a> {
@@ -78,12 +80,13 @@ pub struct NewPending<'a> {
     pub user_agent: &'a str,
     pub created_at: &'a str,
     pub expires_at: &'a str,
+    pub return_to: Option<&'a str>,
 }
 
 pub async fn insert(db: impl SqliteExecutor<'_>, p: &NewPending<'_>) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO pending_sessions (id, user_id, status, client_ip, user_agent, created_at, expires_at)
-         VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+        "INSERT INTO pending_sessions (id, user_id, status, client_ip, user_agent, created_at, expires_at, return_to)
+         VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
     )
     .bind(p.id)
     .bind(p.user_id)
@@ -91,6 +94,7 @@ pub async fn insert(db: impl SqliteExecutor<'_>, p: &NewPending<'_>) -> anyhow::
     .bind(p.user_agent)
     .bind(p.created_at)
     .bind(p.expires_at)
+    .bind(p.return_to)
     .execute(db)
     .await
     .context("recording a pending session")?;
@@ -110,10 +114,11 @@ fn row_to_pending(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<PendingRow> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         code_rotations: u32::try_from(rotations).unwrap_or(u32::MAX),
+        return_to: row.try_get("return_to")?,
     })
 }
 
-const PENDING_SELECT: &str = "SELECT p.id AS pid, p.status, p.client_ip, p.user_agent, p.created_at, p.expires_at, p.code_rotations";
+const PENDING_SELECT: &str = "SELECT p.id AS pid, p.status, p.client_ip, p.user_agent, p.created_at, p.expires_at, p.code_rotations, p.return_to";
 
 pub async fn find(db: impl SqliteExecutor<'_>, id: &str) -> anyhow::Result<Option<PendingRow>> {
     let sql = format!(

@@ -32,6 +32,8 @@ pub struct BrowserSession {
     pub state: SessionState,
     /// The pending peer review this half-authenticated session waits on.
     pub pending_session_id: Option<String>,
+    /// When the session ends (RFC 3339), as forward auth reports it.
+    pub expires_at: String,
 }
 
 impl BrowserSession {
@@ -77,7 +79,7 @@ pub async fn find(
     grace_cutoff: &str,
 ) -> anyhow::Result<Option<BrowserSession>> {
     let sql = format!(
-        "SELECT {USER_COLUMNS}, s.state, s.pending_session_id
+        "SELECT {USER_COLUMNS}, s.state, s.pending_session_id, s.expires_at AS session_expires_at
          FROM browser_sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = ? AND u.disabled = 0
            AND (s.expires_at > ?
@@ -103,6 +105,7 @@ pub async fn find(
             SessionState::HalfAuthenticated
         },
         pending_session_id: row.try_get("pending_session_id")?,
+        expires_at: row.try_get("session_expires_at")?,
     }))
 }
 

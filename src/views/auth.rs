@@ -7,19 +7,27 @@ use maud::{Markup, html};
 
 use super::Viewer;
 use super::page;
+use super::pending::continuing;
+use crate::domain::ReturnTo;
 
-/// The sign-in form, with an error message after a failed attempt.
-pub fn login(error: Option<&str>, username: &str) -> Markup {
+/// The sign-in form, with an error message after a failed attempt. With a
+/// checked `rd`, it names the app the person is on their way to and carries
+/// the address through the sign-in.
+pub fn login(error: Option<&str>, username: &str, return_to: Option<&ReturnTo>) -> Markup {
     page(
         "Sign in",
         None,
         &html! {
             section.card.narrow {
                 h1 { "Sign in" }
+                (continuing(return_to.map(ReturnTo::host)))
                 @if let Some(error) = error {
                     p.alert role="alert" id="login-error" { (error) }
                 }
                 form method="post" action="/login" {
+                    @if let Some(rd) = return_to {
+                        input type="hidden" name="rd" value=(rd.as_str());
+                    }
                     label for="username" { "Username" }
                     input #username name="username" type="text" autocomplete="username"
                         required autofocus value=(username);

@@ -19,6 +19,8 @@ pub struct PendingView<'a> {
     pub claimed_by: Option<&'a str>,
     pub rotations_left: u32,
     pub notice: Option<&'a str>,
+    /// The app the requester is on their way to (forward auth), by host.
+    pub continue_to: Option<&'a str>,
 }
 
 /// The code, large and grouped, with its expiry. The code sits in a polite
@@ -104,6 +106,7 @@ pub fn waiting(view: &PendingView<'_>) -> Markup {
             div #pending-live hx-ext="ws" ws-connect="/ws/pending" {
                 section.card.narrow.pending {
                     h1 { "A colleague needs to confirm it is you" }
+                    (continuing(view.continue_to))
                     p {
                         "Hello " (view.display_name) ". Contact a colleague you trust (a call, a chat) "
                         "and read them this code. When they approve, this page continues by itself."
@@ -132,13 +135,23 @@ pub fn waiting(view: &PendingView<'_>) -> Markup {
 
 const APPROVED_TEXT: &str = "Your colleague approved this sign-in. Continuing…";
 
+/// "to continue to grafana.example.com", when the requester came from an app.
+pub fn continuing(host: Option<&str>) -> Markup {
+    html! {
+        @if let Some(host) = host {
+            p.continue-to { "to continue to " strong { (host) } }
+        }
+    }
+}
+
 /// The approved state: a form the page submits by itself (app.js), with a
 /// button in case scripts are off.
-fn approved_block() -> Markup {
+fn approved_block(continue_to: Option<&str>) -> Markup {
     html! {
         div #pending-live {
             section.card.narrow.pending {
                 h1 { "Approved" }
+                (continuing(continue_to))
                 p { (APPROVED_TEXT) }
                 form #complete method="post" action="/pending/complete" data-autosubmit {
                     button.primary type="submit" { "Continue" }
@@ -149,15 +162,15 @@ fn approved_block() -> Markup {
 }
 
 /// The page after approval, before the browser completes sign-in.
-pub fn approved() -> Markup {
-    page("Approved", None, &approved_block())
+pub fn approved(continue_to: Option<&str>) -> Markup {
+    page("Approved", None, &approved_block(continue_to))
 }
 
 /// Sent over the socket on approval: replaces the live area, ending the
 /// socket, and announces the approval.
 pub fn approved_fragment() -> Markup {
     html! {
-        div #pending-live hx-swap-oob="true" { (approved_block()) }
+        div #pending-live hx-swap-oob="true" { (approved_block(None)) }
         (announce("pending-outcome", &format!("Approved. {APPROVED_TEXT}")))
     }
 }

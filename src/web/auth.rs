@@ -8,12 +8,12 @@ use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 
 use super::cookies;
-use super::extract::{ClientOf, MaybeSession, ValidForm, ValidJson};
-use crate::domain::{Client, SessionToken};
+use super::extract::{self, ClientOf, MaybeSession, ReturnToQuery, ValidForm, ValidJson};
+use crate::domain::{Client, ReturnTo, SessionToken};
 use crate::error::{Error, Result};
 use crate::review::{self, SignIn, SignInRequest};
 use crate::state::AppState;
-use crate::store::sessions::BrowserSession;
+use crate::store::sessions::{BrowserSession, SessionState};
 use crate::views;
 
 pub fn router() -> Router<AppState> {
@@ -28,6 +28,9 @@ pub fn router() -> Router<AppState> {
 pub struct Credentials {
     username: String,
     password: String,
+    /// Where the person was going (DESIGN.md §10); checked before use.
+    #[serde(default)]
+    rd: Option<String>,
 }
 
 /// `POST /api/v1/login`'s answer.
@@ -58,6 +61,7 @@ async fn attempt(
     client: Client,
     session: Option<&BrowserSession>,
     credentials: Credentials,
+    return_to: Option<ReturnTo>,
 ) -> Result<SignIn> {
     let device = jar
         .get(cookies::device_name(app))
@@ -69,15 +73,27 @@ async fn attempt(
         client,
         device,
         previous: session.map(|s| s.token_hash.clone()),
+        return_to,
     };
     Ok(review::sign_in(&app.flow, request).await?)
 }
 
-async fn login_page(MaybeSession(session): MaybeSession) -> Response {
-    if session.is_some() {
-        return Redirect::to("/").into_response();
+/// Where a fully signed-in browser goes: back to the app it came from, or home.
+fn onward(return_to: Option<&ReturnTo>) -> Redirect {
+    Redirect::to(return_to.map_or("/", ReturnTo::as_str))
+}
+
+async fn login_page(
+    MaybeSession(session): MaybeSession,
+    ReturnToQuery(return_to): ReturnToQuery,
+) -> Response {
+    match session {
+        Some(s) if s.state == SessionState::Authenticated => {
+            onward(return_to.as_ref()).into_response()
+        }
+        Some(_) => Redirect::to("/pending").into_response(),
+        None => views::auth::login(None, "", return_to.as_ref()).into_response(),
     }
-    views::auth::login(None, "").into_response()
 }
 
 async fn login_form(
@@ -88,18 +104,20 @@ async fn login_form(
     ValidForm(credentials): ValidForm<Credentials>,
 ) -> Result<Response> {
     let typed = credentials.username.clone();
-    match attempt(&app, &jar, client, session.as_ref(), credentials).await {
+    let return_to = extract::return_to(&app, credentials.rd.as_deref());
+    let kept = return_to.clone();
+    match attempt(&app, &jar, client, session.as_ref(), credentials, kept).await {
         Ok(outcome) => {
             let to = match outcome {
-                SignIn::Authenticated(_) => "/",
-                SignIn::HalfAuthenticated(_) => "/pending",
+                SignIn::Authenticated(_) => onward(return_to.as_ref()),
+                SignIn::HalfAuthenticated(_) => Redirect::to("/pending"),
             };
             let jar = jar.add(cookies::session(&app, outcome.token()));
-            Ok((jar, Redirect::to(to)).into_response())
+            Ok((jar, to).into_response())
         }
         // Shown on the form, where the person is looking.
         Err(e @ (Error::BadCredentials | Error::RateLimited { .. } | Error::Busy { .. })) => {
-            let page = views::auth::login(Some(&e.to_string()), &typed);
+            let page = views::auth::login(Some(&e.to_string()), &typed, return_to.as_ref());
             Ok((e.status(), e.headers(), page).into_response())
         }
         Err(other) => Err(other),
@@ -113,7 +131,8 @@ async fn login_api(
     ClientOf(client): ClientOf,
     ValidJson(credentials): ValidJson<Credentials>,
 ) -> Result<Response> {
-    let outcome = attempt(&app, &jar, client, session.as_ref(), credentials).await?;
+    let return_to = extract::return_to(&app, credentials.rd.as_deref());
+    let outcome = attempt(&app, &jar, client, session.as_ref(), credentials, return_to).await?;
     let state = match outcome {
         SignIn::Authenticated(_) => "authenticated",
         SignIn::HalfAuthenticated(_) => "half_authenticated",
@@ -123,16 +142,23 @@ async fn login_api(
 }
 
 /// Ends the browser session: a half-authenticated one withdraws its review.
+/// Then back to `rd` when it is safe, else to the sign-in page.
 async fn logout(
     State(app): State<AppState>,
     jar: CookieJar,
     MaybeSession(session): MaybeSession,
+    ReturnToQuery(return_to): ReturnToQuery,
 ) -> Result<Response> {
     if let Some(session) = session {
         review::sign_out(&app.flow, &session).await?;
+        // The broadcast reaches the cache too, on its own task; forgetting
+        // here as well means the proxies refuse this token before the
+        // browser even has the answer.
+        app.session_cache.forget(&session.token_hash);
     }
     let jar = jar.add(cookies::session_removal(&app));
-    Ok((jar, Redirect::to("/login")).into_response())
+    let to = return_to.as_ref().map_or("/login", ReturnTo::as_str);
+    Ok((jar, Redirect::to(to)).into_response())
 }
 
 async fn me(MaybeSession(session): MaybeSession) -> Result<Response> {

@@ -8,7 +8,7 @@ use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::domain::Client;
+use crate::domain::{Client, ReturnTo};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::sessions::{BrowserSession, SessionState};
@@ -175,5 +175,34 @@ impl<S: Send + Sync> FromRequestParts<S> for IsHtmx {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(parts.headers.contains_key("hx-request")))
+    }
+}
+
+/// Checks an `rd` (return-to) address against `forward_auth.allowed_hosts`
+/// and peergate's own origin; anything else is dropped silently (DESIGN.md
+/// §10: no open redirect).
+pub fn return_to(app: &AppState, rd: Option<&str>) -> Option<ReturnTo> {
+    let settings = &app.settings;
+    ReturnTo::parse(
+        rd?,
+        &settings.forward_auth.allowed_hosts,
+        &settings.server.public_url,
+    )
+}
+
+/// The `rd` query parameter, checked; `None` when absent or not safe.
+pub struct ReturnToQuery(pub Option<ReturnTo>);
+
+impl FromRequestParts<AppState> for ReturnToQuery {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let rd = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "rd")
+            .map(|(_, value)| value.into_owned());
+        Ok(Self(return_to(app, rd.as_deref())))
     }
 }

@@ -1,10 +1,13 @@
 //! HTTP: one router per area, merged here, under the shared middleware.
 //!
 //! Layers, outermost first: tracing, error rendering, the origin check, body
-//! limit, then the session lookup that every handler's extractors read.
+//! limit, then the session lookup that every handler's extractors read. The
+//! forward-auth endpoints (`authz`) sit outside the last three: they change
+//! nothing and do their own cached session lookup.
 
 pub mod admin;
 pub mod auth;
+pub mod authz;
 pub mod cookies;
 pub mod events;
 pub mod extract;
@@ -13,7 +16,10 @@ pub mod inbox;
 pub mod middleware;
 pub mod pending;
 pub mod serve;
+pub mod session_cache;
 pub mod ws;
+
+use std::fmt::Write as _;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -21,6 +27,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::domain::{AllowedHosts, HostPattern};
 use crate::state::AppState;
 use crate::store::users::User;
 use crate::views::Viewer;
@@ -30,8 +37,26 @@ use crate::views::Viewer;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Content Security Policy: everything from our own origin, nothing inline
-/// except styles htmx sets on swapped elements.
+/// except styles htmx sets on swapped elements. Forms post only to our own
+/// origin, and their redirects go only there or to `forward_auth.allowed_hosts`
+/// (the way back to a protected app after sign-in).
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// [`CSP`], with the allowed hosts (any scheme of http and https, any port)
+/// added to `form-action`: browsers check a form's redirects against it too.
+fn content_security_policy(allowed: &AllowedHosts) -> HeaderValue {
+    let mut csp = CSP.to_string();
+    for pattern in allowed.patterns() {
+        let host = match pattern {
+            HostPattern::Exact(host) => host.clone(),
+            HostPattern::SubdomainsOf(parent) => format!("*.{parent}"),
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(csp, " http://{host}:* https://{host}:*");
+    }
+    // Host patterns are checked DNS names, so this is always a valid value.
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(CSP))
+}
 
 /// What the views show of a signed-in user.
 fn viewer(user: &User) -> Viewer<'_> {
@@ -43,7 +68,8 @@ fn viewer(user: &User) -> Viewer<'_> {
 }
 
 pub fn create_app(state: AppState) -> Router {
-    Router::new()
+    let csp = content_security_policy(&state.settings.forward_auth.allowed_hosts);
+    let pages = Router::new()
         .merge(home::router())
         .merge(auth::router())
         .merge(pending::router())
@@ -58,11 +84,14 @@ pub fn create_app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::check_origin,
-        ))
+        ));
+    Router::new()
+        .merge(pages)
+        .merge(authz::router())
         .layer(axum::middleware::from_fn(middleware::render_errors))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
+            csp,
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,

@@ -9,8 +9,9 @@ use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
 use super::cookies;
-use super::extract::{HalfAuthenticated, MaybeSession};
+use super::extract::{self, HalfAuthenticated, MaybeSession, ReturnToQuery};
 use crate::clock::rfc3339;
+use crate::domain::ReturnTo;
 use crate::error::{Error, Result};
 use crate::review::{self, ReviewError};
 use crate::state::AppState;
@@ -50,15 +51,31 @@ struct CodeResponse<'a> {
 async fn waiting_page(
     State(app): State<AppState>,
     MaybeSession(session): MaybeSession,
+    ReturnToQuery(asked): ReturnToQuery,
 ) -> Result<Response> {
     let Some(session) = session else {
         return Ok(Redirect::to("/login").into_response());
     };
     if session.state == SessionState::Authenticated {
-        return Ok(Redirect::to("/").into_response());
+        let to = asked.as_ref().map_or("/", ReturnTo::as_str);
+        return Ok(Redirect::to(to).into_response());
     }
     let pending_id = session.pending_session_id.clone().unwrap_or_default();
-    render_waiting(&app, &session.user.display_name, &pending_id, None).await
+    render_waiting(&app, &session.user.display_name, &pending_id, None, asked).await
+}
+
+/// Where the requester is going: the `rd` kept with the pending session
+/// (checked again, as the configuration may have changed since), else the
+/// one in this request.
+async fn kept_return_to(
+    app: &AppState,
+    pending_id: &str,
+    asked: Option<ReturnTo>,
+) -> Result<Option<ReturnTo>> {
+    let kept = pending::find(&app.db, pending_id)
+        .await?
+        .and_then(|row| extract::return_to(app, row.return_to.as_deref()));
+    Ok(kept.or(asked))
 }
 
 async fn render_waiting(
@@ -66,7 +83,10 @@ async fn render_waiting(
     display_name: &str,
     pending_id: &str,
     notice: Option<&str>,
+    asked: Option<ReturnTo>,
 ) -> Result<Response> {
+    let return_to = kept_return_to(app, pending_id, asked).await?;
+    let continue_to = return_to.as_ref().map(ReturnTo::host);
     if let Some(live) = app.registry.get(pending_id) {
         let max = app.settings.peer_review.max_code_rotations;
         let claimed_by = live.claimed_by.as_ref().map(|r| r.display_name.as_str());
@@ -78,13 +98,14 @@ async fn render_waiting(
             claimed_by,
             rotations_left: max.saturating_sub(live.code_rotations),
             notice,
+            continue_to,
         });
         return Ok(page.into_response());
     }
     // Not waiting any more: approved (and not yet completed) is the only state
     // a half-authenticated browser session can still be in.
     match pending::find(&app.db, pending_id).await?.map(|p| p.status) {
-        Some(PendingStatus::Approved) => Ok(views::pending::approved().into_response()),
+        Some(PendingStatus::Approved) => Ok(views::pending::approved(continue_to).into_response()),
         _ => Err(Error::Expired),
     }
 }
@@ -103,6 +124,7 @@ async fn new_code_form(
         &requester.session.user.display_name,
         &requester.pending_id,
         notice.as_deref(),
+        None,
     )
     .await
 }
@@ -119,17 +141,21 @@ async fn cancel_form(
     Ok((jar, Redirect::to("/login")).into_response())
 }
 
-/// Completes an approved sign-in: rotates the token and trusts the device.
+/// Completes an approved sign-in: rotates the token and trusts the device,
+/// then goes back to the app the requester came from, if any.
 async fn complete(
     State(app): State<AppState>,
     jar: CookieJar,
     requester: HalfAuthenticated,
+    ReturnToQuery(asked): ReturnToQuery,
 ) -> Result<Response> {
+    let return_to = kept_return_to(&app, &requester.pending_id, asked).await?;
     let done = review::complete(&app.flow, &requester.session).await?;
     let jar = jar
         .add(cookies::session(&app, &done.session))
         .add(cookies::device(&app, &done.device));
-    Ok((jar, Redirect::to("/")).into_response())
+    let to = return_to.as_ref().map_or("/", ReturnTo::as_str);
+    Ok((jar, Redirect::to(to)).into_response())
 }
 
 async fn pending_api(

@@ -424,3 +424,32 @@ pub async fn reviewer(app: &TestApp, username: &str) -> Browser {
     app.sign_in(&browser, username, "authenticated").await;
     browser
 }
+
+/// Starts a server whose `public_url` is `http://{host}:PORT` (a name the
+/// test's clients resolve to 127.0.0.1 themselves), with extra TOML settings.
+pub async fn spawn_app_at_host(host: &str, overrides: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{host}:{}", addr.port());
+    let settings = settings(dir.path(), &base, overrides);
+    let clock = ManualClock::starting_now();
+    let app = Application::build_with_listener(settings, clock.clone(), listener)
+        .await
+        .expect("the app builds");
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        base,
+        state,
+        clock,
+        data_dir: dir.path().to_path_buf(),
+        dir: Some(dir),
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}

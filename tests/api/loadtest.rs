@@ -108,3 +108,22 @@ async fn flood_scenario() {
     assert!(number(&v, "healthz_samples") > 0.0, "{v}");
     assert!(number(&v, "peak_rss_mb") > 0.0, "{v}");
 }
+
+#[tokio::test]
+async fn auth_request_scenario() {
+    let v = scenario(&["auth-request", "--clients", "4", "--seconds", "1"]).await;
+    assert_eq!(v["scenario"], "auth-request");
+    assert_eq!(v["clients"], 4);
+    assert_eq!(
+        v["refused"], 0,
+        "every answer with a valid cookie is 200: {v}"
+    );
+    assert!(number(&v, "answers") > 0.0, "{v}");
+    assert!(number(&v, "answers_per_sec") > 0.0, "{v}");
+    let (p50, p99, max) = (
+        number(&v, "p50_ms"),
+        number(&v, "p99_ms"),
+        number(&v, "max_ms"),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{v}");
+}

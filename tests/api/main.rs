@@ -13,6 +13,7 @@ mod crash;
 mod deploy;
 mod export;
 mod fuzz;
+mod fwd;
 mod hardening;
 mod helpers;
 mod invariants;

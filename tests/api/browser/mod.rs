@@ -26,7 +26,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Chromium is heavy on two cores: at most two browser tests at once.
-fn browser_slots() -> &'static Semaphore {
+pub fn browser_slots() -> &'static Semaphore {
     static SLOTS: OnceLock<Semaphore> = OnceLock::new();
     SLOTS.get_or_init(|| Semaphore::new(2))
 }
@@ -89,6 +89,16 @@ impl Driver {
 
     /// A browser session that saves downloads into `downloads`.
     pub async fn browser_downloading_to(&mut self, downloads: Option<&std::path::Path>) -> Client {
+        self.browser_with(downloads, &[]).await
+    }
+
+    /// A browser session with extra Chromium arguments (e.g.
+    /// `--host-resolver-rules`).
+    pub async fn browser_with(
+        &mut self,
+        downloads: Option<&std::path::Path>,
+        extra_args: &[&str],
+    ) -> Client {
         let profile = tempfile::tempdir().expect("profile dir");
         let prefs = match downloads {
             Some(dir) => json!({
@@ -97,7 +107,7 @@ impl Driver {
             }),
             None => json!({}),
         };
-        let caps = json!({
+        let mut caps = json!({
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "prefs": prefs,
@@ -109,6 +119,9 @@ impl Driver {
                 ]
             }
         });
+        if let Some(args) = caps["goog:chromeOptions"]["args"].as_array_mut() {
+            args.extend(extra_args.iter().map(|a| json!(a)));
+        }
         self.profiles.push(profile);
         let serde_json::Value::Object(caps) = caps else {
             unreachable!("capabilities are a JSON object")
@@ -136,13 +149,13 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-async fn screenshot(client: &Client, name: &str) {
+pub async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
 }
 
 /// Signs in through the form.
-async fn sign_in_ui(client: &Client, app: &TestApp, username: &str) {
+pub async fn sign_in_ui(client: &Client, app: &TestApp, username: &str) {
     client.goto(&app.url("/login")).await.unwrap();
     client
         .find(Locator::Id("username"))
@@ -167,7 +180,11 @@ async fn sign_in_ui(client: &Client, app: &TestApp, username: &str) {
         .unwrap();
 }
 
-async fn wait_for(client: &Client, css: &str, within: Duration) -> fantoccini::elements::Element {
+pub async fn wait_for(
+    client: &Client,
+    css: &str,
+    within: Duration,
+) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(within)
@@ -193,7 +210,7 @@ async fn wait_gone(client: &Client, css: &str, within: Duration) {
 
 /// The text of the first element matching `css`, read in the page (live
 /// updates replace elements, so a held element reference can go stale).
-async fn wait_text(client: &Client, css: &str) -> String {
+pub async fn wait_text(client: &Client, css: &str) -> String {
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
         let text = client
@@ -218,7 +235,7 @@ async fn wait_text(client: &Client, css: &str) -> String {
 
 /// Clicks the element matching `css`, finding it again if a live update
 /// replaced it between finding and clicking.
-async fn click_css(client: &Client, css: &str) {
+pub async fn click_css(client: &Client, css: &str) {
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
         if let Ok(element) = client.find(Locator::Css(css)).await
@@ -236,12 +253,12 @@ async fn click_css(client: &Client, css: &str) {
 
 /// Opens the inbox and waits until its socket's first snapshot is applied, so
 /// rows found afterwards are not replaced under the test's feet.
-async fn open_inbox(client: &Client, app: &TestApp) {
+pub async fn open_inbox(client: &Client, app: &TestApp) {
     client.goto(&app.url("/inbox")).await.unwrap();
     wait_for(client, "body[data-live]", LONG).await;
 }
 
-fn waiting_session_id(app: &TestApp) -> String {
+pub fn waiting_session_id(app: &TestApp) -> String {
     app.state
         .registry
         .list()
@@ -251,7 +268,7 @@ fn waiting_session_id(app: &TestApp) -> String {
         .clone()
 }
 
-const LONG: Duration = Duration::from_secs(10);
+pub const LONG: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn approval_in_the_drawer_moves_the_requester_on_by_itself() {
