@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer};
 
+pub use crate::alerts::EventKind;
 use crate::domain::PublicUrl;
 pub use crate::domain::TrustedProxies;
 pub use crate::telemetry::LogFormat;
@@ -28,6 +29,45 @@ pub struct Settings {
     pub peer_review: PeerReviewSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    /// Webhooks to chat and incident tools (DESIGN.md §12); none by default.
+    #[serde(default)]
+    pub alerts: AlertSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AlertSettings {
+    /// `[[alerts.webhook]]`: each endpoint gets its own sender task.
+    #[serde(default)]
+    pub webhook: Vec<WebhookSettings>,
+}
+
+/// One `[[alerts.webhook]]` endpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Where events are POSTed. It may carry a secret (Slack's do), so it is
+    /// never logged or shown whole.
+    #[serde(deserialize_with = "webhook_url")]
+    pub url: url::Url,
+    /// `standard` (Standard Webhooks, signed) or `slack` (`{"text": ...}`).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// `whsec_` and base64: the HMAC key for `standard`.
+    #[serde(default)]
+    pub secret: String,
+    /// The events this endpoint gets; all six when left out.
+    #[serde(default = "EventKind::all")]
+    pub events: Vec<EventKind>,
+}
+
+/// How a webhook body is shaped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// standardwebhooks.com: JSON, signed with HMAC-SHA256.
+    #[default]
+    Standard,
+    /// `{"text": ...}`, which Slack, Mattermost and Rocket.Chat accept.
+    Slack,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +116,8 @@ pub struct PeerReviewSettings {
     /// completed (the requester's page may need a moment to move on).
     #[serde(deserialize_with = "duration")]
     pub complete_grace: Duration,
+    /// Whether a mismatch locks the requester's account until `user unlock`.
+    pub lock_on_mismatch: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +143,13 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
             "`{text}` is not a duration like \"15m\" or \"30s\" ({e})"
         ))
     })
+}
+
+fn webhook_url<'de, D: Deserializer<'de>>(de: D) -> Result<url::Url, D::Error> {
+    let text = String::deserialize(de)?;
+    // The error names no part of the URL: it may hold a secret.
+    url::Url::parse(text.trim())
+        .map_err(|e| serde::de::Error::custom(format!("not a URL ({e})")))
 }
 
 impl Settings {
@@ -161,6 +210,35 @@ impl Settings {
         }
         if self.auth.trusted_device_days > 3650 {
             bail!("invalid configuration: auth.trusted_device_days must be at most 3650");
+        }
+        self.validate_webhooks()
+    }
+
+    fn validate_webhooks(&self) -> anyhow::Result<()> {
+        let hooks = &self.alerts.webhook;
+        for (i, hook) in hooks.iter().enumerate() {
+            let name = format!("alerts.webhook[{i}]");
+            if !matches!(hook.url.scheme(), "http" | "https") || hook.url.host_str().is_none() {
+                bail!("invalid configuration: {name}.url must be an http(s) URL");
+            }
+            if hook.url.scheme() == "https" && !crate::alerts::HTTPS_SUPPORTED {
+                bail!(
+                    "invalid configuration: {name}.url is https, but this build of peergate sends webhooks over plain http only; point it at a local relay (see README, Alerts)"
+                );
+            }
+            if hook.format == WebhookFormat::Standard
+                && !crate::alerts::secret_is_valid(&hook.secret)
+            {
+                bail!(
+                    "invalid configuration: {name}.secret must be \"whsec_\" followed by base64 (at least 24 bytes) for format = \"standard\""
+                );
+            }
+            if hook.events.is_empty() {
+                bail!("invalid configuration: {name}.events is empty; leave it out for all events");
+            }
+            if hooks[..i].iter().any(|h| h.url == hook.url) {
+                bail!("invalid configuration: {name}.url is listed twice");
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! told; and once the ledger is asked to write, that sequence runs to the end
 //! even if the request that asked for it is dropped ([`run_to_end`]).
 
+mod alarm;
 mod decide;
 mod error;
 mod flow;

@@ -98,7 +98,7 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                         span.label { "decided within 10 min (goal 90%)" }
                     }
                 }
-                p.hint { "Seven-day figures. Times run from sign-in to the reviewer's decision; the share counts approved, denied and expired sessions (withdrawn ones are the requester's own choice)." }
+                p.hint { "Seven-day figures. Times run from sign-in to the reviewer's decision; the share counts approved, denied, mismatched and expired sessions (withdrawn ones are the requester's own choice)." }
             }
             section.card {
                 h2 { "Ledger" }
@@ -181,7 +181,7 @@ pub fn ledger_page(
                 label for="outcome" { "Outcome" }
                 select #outcome name="outcome" {
                     option value="" { "any" }
-                    @for o in ["approved", "denied", "expired", "withdrawn"] {
+                    @for o in ["approved", "denied", "mismatch", "expired", "withdrawn"] {
                         option value=(o) selected[query.outcome == Some(o)] { (o) }
                     }
                 }

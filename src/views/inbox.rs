@@ -254,6 +254,7 @@ pub fn removed(session_id: &str, outcome: Outcome) -> Markup {
     let what = match outcome {
         Outcome::Approved => "was approved by another reviewer",
         Outcome::Denied => "was denied by another reviewer",
+        Outcome::Mismatch => "was reported by another reviewer: the code did not match",
         Outcome::Expired => "expired",
         Outcome::Withdrawn => "was withdrawn by the requester",
     };
