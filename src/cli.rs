@@ -115,6 +115,8 @@ pub enum UserCommand {
     SetRoles(SetRoles),
     /// Disable an account and end its sessions.
     Disable { username: Username },
+    /// Lift the lock a code mismatch left on an account (DESIGN.md §12).
+    Unlock { username: Username },
 }
 
 #[derive(Debug, Args)]
@@ -423,8 +425,18 @@ async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Resul
             }
             println!("{username} is disabled and signed out");
         }
+        UserCommand::Unlock { username } => unlock_user(&pool, &username).await?,
     }
     pool.close().await;
+    Ok(())
+}
+
+/// `user unlock`: the account may sign in again (and go through peer review).
+async fn unlock_user(pool: &store::Db, username: &Username) -> anyhow::Result<()> {
+    if !users::unlock(pool, username).await? {
+        bail!("there is no user named `{username}`");
+    }
+    println!("{username} is unlocked and may sign in again");
     Ok(())
 }
 

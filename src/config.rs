@@ -148,8 +148,7 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
 fn webhook_url<'de, D: Deserializer<'de>>(de: D) -> Result<url::Url, D::Error> {
     let text = String::deserialize(de)?;
     // The error names no part of the URL: it may hold a secret.
-    url::Url::parse(text.trim())
-        .map_err(|e| serde::de::Error::custom(format!("not a URL ({e})")))
+    url::Url::parse(text.trim()).map_err(|e| serde::de::Error::custom(format!("not a URL ({e})")))
 }
 
 impl Settings {

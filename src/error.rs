@@ -76,9 +76,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Unauthenticated | Error::BadCredentials => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::SelfReview | Error::AccountLocked => {
-                StatusCode::FORBIDDEN
-            }
+            Error::Forbidden(_) | Error::SelfReview | Error::AccountLocked => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::AlreadyDecided | Error::Expired | Error::NotApproved => StatusCode::CONFLICT,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,

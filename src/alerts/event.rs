@@ -168,7 +168,9 @@ pub fn slack_body(standard: &str) -> String {
         d["requester"]["display_name"].as_str().unwrap_or("someone"),
         d["requester"]["username"].as_str().unwrap_or("?")
     );
-    let reviewer = d["reviewer"]["display_name"].as_str().unwrap_or("a reviewer");
+    let reviewer = d["reviewer"]["display_name"]
+        .as_str()
+        .unwrap_or("a reviewer");
     let url = d["inbox_url"].as_str().unwrap_or("");
     let entry = d["seq"]
         .as_i64()
@@ -271,7 +273,10 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_str(&slack_body(&e.standard_body(&url))).unwrap();
         let text = body["text"].as_str().unwrap();
-        assert!(text.contains("did not match") && text.contains("#7"), "{text}");
+        assert!(
+            text.contains("did not match") && text.contains("#7"),
+            "{text}"
+        );
         assert_eq!(body.as_object().unwrap().len(), 1);
     }
 }

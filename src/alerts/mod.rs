@@ -52,11 +52,7 @@ pub struct Endpoint {
 impl Endpoint {
     fn new(index: usize, settings: WebhookSettings) -> Self {
         let key = blake3::hash(settings.url.as_str().as_bytes()).to_hex()[..16].to_string();
-        let label = format!(
-            "#{} {}",
-            index + 1,
-            settings.url.host_str().unwrap_or("?")
-        );
+        let label = format!("#{} {}", index + 1, settings.url.host_str().unwrap_or("?"));
         Self {
             key,
             label,
@@ -129,7 +125,10 @@ impl Alerts {
             return;
         }
         let keys: Vec<&str> = targets.iter().map(|e| e.key.as_str()).collect();
-        let event_id = format!("msg_{}", crate::domain::ids::new_pending_id().trim_start_matches("ps_"));
+        let event_id = format!(
+            "msg_{}",
+            crate::domain::ids::new_pending_id().trim_start_matches("ps_")
+        );
         let payload = event.standard_body(&self.inner.public_url);
         let dedupe = event.dedupe_key();
         let written = outbox::insert(

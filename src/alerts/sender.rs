@@ -88,7 +88,9 @@ async fn idle(endpoint: &Endpoint, db: &Db) {
             crate::metrics::webhook_dropped(&endpoint.label, dropped);
             tracing::error!(endpoint = %endpoint.label, dropped, "too many undelivered webhook events; the oldest were given up");
         }
-        Err(e) => tracing::warn!(endpoint = %endpoint.label, error = format!("{e:#}"), "could not bound the webhook queue"),
+        Err(e) => {
+            tracing::warn!(endpoint = %endpoint.label, error = format!("{e:#}"), "could not bound the webhook queue");
+        }
     }
     let next = outbox::next_due_ms(db, &endpoint.key).await.ok().flatten();
     let wait = next.map_or(IDLE_POLL, |at| {
@@ -161,7 +163,10 @@ async fn send(
         Ok(response) if response.status().is_success() => Ok(response.status().as_u16()),
         Ok(response) => {
             let status = response.status();
-            Err((Some(status.as_u16()), format!("the receiver answered {status}")))
+            Err((
+                Some(status.as_u16()),
+                format!("the receiver answered {status}"),
+            ))
         }
         Err(e) => Err((None, describe(e))),
     }
@@ -197,7 +202,11 @@ mod tests {
         use base64::Engine;
         use sha2::{Digest, Sha256};
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let (id, ts, body) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, r#"{"test": 2432232314}"#);
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            r#"{"test": 2432232314}"#,
+        );
         let signed = standardwebhooks::Webhook::new(secret)
             .unwrap()
             .sign(id, ts, body.as_bytes())
@@ -214,7 +223,10 @@ mod tests {
             .chain_update(pad(0x36))
             .chain_update(format!("{id}.{ts}.{body}"))
             .finalize();
-        let mac = Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize();
+        let mac = Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize();
         assert_eq!(signed, format!("v1,{}", b64.encode(mac)));
     }
 }

@@ -41,11 +41,15 @@ impl Outcome {
 
     /// Whether a reviewer made this decision (and so the reviewer columns are filled).
     pub fn is_decision(self) -> bool {
-        matches!(self, Outcome::Approved | Outcome::Denied | Outcome::Mismatch)
+        matches!(
+            self,
+            Outcome::Approved | Outcome::Denied | Outcome::Mismatch
+        )
     }
 
     /// What the requester is told: a mismatch reads as a plain denial, so
     /// whoever holds the password learns nothing from it.
+    #[must_use]
     pub fn as_told_to_requester(self) -> Outcome {
         match self {
             Outcome::Mismatch => Outcome::Denied,

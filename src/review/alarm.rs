@@ -128,8 +128,12 @@ async fn raise_alarm(flow: &Flow, r: &Recorded) {
     )
     .await;
     match recorded {
-        Ok(()) => tracing::warn!(session_id = %r.session_id, user_id = %r.requester.id, reviewer_id, account_locked = lock, seq = r.entry.seq, "code mismatch: someone else may hold this password"),
-        Err(e) => tracing::error!(session_id = %r.session_id, user_id = %r.requester.id, error = format!("{e:#}"), "code mismatch recorded in the ledger, but the alarm and account lock could not be written"),
+        Ok(()) => {
+            tracing::warn!(session_id = %r.session_id, user_id = %r.requester.id, reviewer_id, account_locked = lock, seq = r.entry.seq, "code mismatch: someone else may hold this password");
+        }
+        Err(e) => {
+            tracing::error!(session_id = %r.session_id, user_id = %r.requester.id, error = format!("{e:#}"), "code mismatch recorded in the ledger, but the alarm and account lock could not be written");
+        }
     }
 }
 

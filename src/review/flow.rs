@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::clock::SharedClock;
 use crate::alerts::Alerts;
+use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::domain::{Ages, TokenHash};
 use crate::ledger::Ledger;

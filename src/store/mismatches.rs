@@ -21,7 +21,6 @@ pub struct NewMismatch<'a> {
 #[derive(Debug, Clone, FromRow)]
 pub struct Mismatch {
     pub session_id: String,
-    pub user_id: String,
     pub username: String,
     pub requester_name: String,
     pub requester_ip: String,
@@ -73,7 +72,7 @@ pub async fn record(db: &SqlitePool, m: &NewMismatch<'_>, lock: bool) -> anyhow:
 /// Mismatches nobody has acknowledged yet, newest first.
 pub async fn open(db: &SqlitePool) -> anyhow::Result<Vec<Mismatch>> {
     sqlx::query_as(
-        "SELECT m.session_id, m.user_id, u.username, m.requester_name, m.requester_ip,
+        "SELECT m.session_id, u.username, m.requester_name, m.requester_ip,
                 m.reviewer_name, m.seq, m.entry_hash, m.recorded_at, m.account_locked,
                 (u.locked_at IS NOT NULL) AS locked_now
          FROM mismatches m JOIN users u ON u.id = m.user_id

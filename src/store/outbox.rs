@@ -42,7 +42,11 @@ pub struct DeliveryRow {
 
 /// Records `event` for each endpoint key, once: an event already recorded for
 /// an endpoint (same dedupe key) is left as it is.
-pub async fn insert(db: &SqlitePool, event: &NewEvent<'_>, endpoints: &[&str]) -> anyhow::Result<()> {
+pub async fn insert(
+    db: &SqlitePool,
+    event: &NewEvent<'_>,
+    endpoints: &[&str],
+) -> anyhow::Result<()> {
     let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
     for endpoint in endpoints {
         sqlx::query(
@@ -61,11 +65,18 @@ pub async fn insert(db: &SqlitePool, event: &NewEvent<'_>, endpoints: &[&str]) -
         .await
         .context("writing an event to the webhook outbox")?;
     }
-    tx.commit().await.context("committing to the webhook outbox")
+    tx.commit()
+        .await
+        .context("committing to the webhook outbox")
 }
 
 /// Deliveries for `endpoint` due at `now_ms`, oldest first.
-pub async fn due(db: &SqlitePool, endpoint: &str, now_ms: i64, limit: i64) -> anyhow::Result<Vec<Due>> {
+pub async fn due(
+    db: &SqlitePool,
+    endpoint: &str,
+    now_ms: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<Due>> {
     sqlx::query_as(
         "SELECT id, event_id, payload, attempts FROM webhook_outbox
          WHERE endpoint = ? AND status = 'pending' AND next_attempt_ms <= ?
@@ -192,7 +203,11 @@ pub async fn due_now(db: &SqlitePool, now_ms: i64) -> anyhow::Result<()> {
 }
 
 /// The most recent deliveries, newest first; with `failed_only`, failures only.
-pub async fn recent(db: &SqlitePool, failed_only: bool, limit: i64) -> anyhow::Result<Vec<DeliveryRow>> {
+pub async fn recent(
+    db: &SqlitePool,
+    failed_only: bool,
+    limit: i64,
+) -> anyhow::Result<Vec<DeliveryRow>> {
     sqlx::query_as(
         "SELECT event_id, endpoint, event_type, created_at, status, attempts, last_error,
                 last_status, settled_at
