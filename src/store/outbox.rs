@@ -109,9 +109,10 @@ pub async fn mark_delivered(
     status: u16,
     now: &str,
 ) -> anyhow::Result<()> {
+    // `last_error` stays: a delivery that needed retries still shows why.
     sqlx::query(
         "UPDATE webhook_outbox SET status = 'delivered', attempts = ?, last_status = ?,
-                last_error = '', settled_at = ? WHERE id = ?",
+                settled_at = ? WHERE id = ?",
     )
     .bind(attempts)
     .bind(i64::from(status))
@@ -202,7 +203,8 @@ pub async fn due_now(db: &SqlitePool, now_ms: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The most recent deliveries, newest first; with `failed_only`, failures only.
+/// The most recent deliveries, newest first; with `failed_only`, those that
+/// failed or needed more than one try.
 pub async fn recent(
     db: &SqlitePool,
     failed_only: bool,

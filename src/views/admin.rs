@@ -92,6 +92,7 @@ pub struct DeliveryRow<'a> {
     pub status: &'a str,
     pub attempts: i64,
     pub last_status: Option<i64>,
+    /// Why the last failed try failed (kept after a later success).
     pub last_error: &'a str,
     pub settled_at: Option<&'a str>,
 }
@@ -244,7 +245,7 @@ fn delivery_table(rows: &[DeliveryRow<'_>]) -> Markup {
     html! {
         div.table-wrap {
             table.entries.deliveries {
-                thead { tr { th { "Event" } th { "webhook-id" } th { "Endpoint" } th { "Created" } th { "Status" } th { "Attempts" } th { "Last answer" } th { "Settled" } } }
+                thead { tr { th { "Event" } th { "webhook-id" } th { "Endpoint" } th { "Created" } th { "Status" } th { "Tries" } th { "Last answer" } th { "Last failure" } th { "Settled" } } }
                 tbody {
                     @for d in rows {
                         tr class={ "delivery-" (d.status) } {
@@ -254,10 +255,8 @@ fn delivery_table(rows: &[DeliveryRow<'_>]) -> Markup {
                             td { time datetime=(d.created_at) { (d.created_at) } }
                             td { span class={ "badge delivery-" (d.status) } { (d.status) } }
                             td { (d.attempts) }
-                            td {
-                                @if let Some(status) = d.last_status { "HTTP " (status) " " }
-                                (d.last_error)
-                            }
+                            td { @if let Some(status) = d.last_status { "HTTP " (status) } }
+                            td { (d.last_error) }
                             td { @if let Some(at) = d.settled_at { time datetime=(at) { (at) } } }
                         }
                     }

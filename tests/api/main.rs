@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod admin;
+mod alerts;
 mod browser;
 mod child;
 mod config;
@@ -17,4 +18,5 @@ mod ledger;
 mod live;
 mod loadtest;
 mod logs;
+mod mismatch;
 mod signin;
