@@ -84,6 +84,9 @@ pub enum LoadtestCommand {
         reviewers: usize,
         #[arg(long, default_value_t = 100)]
         decisions: usize,
+        /// Configure two webhook endpoints (started here), one of them hanging.
+        #[arg(long)]
+        webhooks: bool,
         #[command(flatten)]
         target: crate::loadtest::server::TargetArgs,
         #[arg(long)]
@@ -229,10 +232,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Loadtest(LoadtestCommand::Decide {
             reviewers,
             decisions,
+            webhooks,
             target,
             json,
         }) => {
-            let report = crate::loadtest::live::decide(&target, reviewers, decisions).await?;
+            let report =
+                crate::loadtest::live::decide(&target, reviewers, decisions, webhooks).await?;
             crate::loadtest::print_report(
                 &crate::loadtest::live::latency_rows(&report),
                 &report,

@@ -165,12 +165,24 @@ pub async fn broadcast(
     Ok(latency_report("broadcast", reviewers, samples))
 }
 
+/// `loadtest decide`: with `webhooks`, two endpoints get every event, one of
+/// them hanging (see `hooks`), so the numbers compare with and without.
 pub async fn decide(
     args: &TargetArgs,
     reviewers: usize,
     decisions: usize,
+    webhooks: bool,
 ) -> anyhow::Result<LatencyReport> {
-    let target = Target::start(args).await?;
+    let receivers = if webhooks {
+        Some(super::hooks::start().await?)
+    } else {
+        None
+    };
+    let env = receivers
+        .as_ref()
+        .map(|r| r.env.clone())
+        .unwrap_or_default();
+    let target = Target::start_with_env(args, &env).await?;
     let sockets = connect_reviewers(&target, reviewers).await?;
     // The watching reviewers drain their sockets, like browsers do.
     let mut readers = Vec::with_capacity(reviewers);
@@ -185,56 +197,79 @@ pub async fn decide(
     let requesters = target.add_users("lt_req", decisions, false, false).await?;
     let mut samples = Vec::with_capacity(decisions);
     for name in &requesters {
-        let cookie = target.sign_in(&client, name).await?;
-        let pending: serde_json::Value = client
-            .get(format!("{}/api/v1/pending", target.base))
-            .header("Cookie", &cookie)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = pending["session_id"]
-            .as_str()
-            .context("no session id")?
-            .to_string();
-        let mut status = target.socket("/ws/pending?format=json", &cookie).await?;
-        match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"status\"") => {}
-            other => bail!("the requester socket did not get its status: {other:?}"),
-        }
-        // Let the sign-in's broadcast to every reviewer finish first: this
-        // measures a decision, not the tail of the `added` fan-out before it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // The decision goes out on its own task: what is timed is the
-        // requester's socket, not the decider's HTTP response.
-        let started = Instant::now();
-        let post = client
-            .post(format!("{}/api/v1/inbox/{id}/decision", target.base))
-            .header("Origin", &target.origin)
-            .header("Cookie", &decider_cookie)
-            .json(&json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "load test"}))
-            .send();
-        let decision = tokio::spawn(post);
-        loop {
-            match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"approved\"") => break,
-                Ok(Some(Ok(_))) => {}
-                other => bail!("the requester never heard of the approval: {other:?}"),
-            }
-        }
-        let heard = started.elapsed();
-        let response = decision.await??;
-        if !response.status().is_success() {
-            bail!("decision failed: {}", response.status());
-        }
-        samples.push(heard.as_secs_f64() * 1000.0);
-        let _ = status.close(None).await;
+        samples.push(one_decision(&target, &client, &decider_cookie, name).await?);
     }
     for r in readers {
         r.abort();
     }
+    if let Some(r) = &receivers {
+        eprintln!(
+            "webhooks: {} delivered to the healthy endpoint, {} taken and left hanging",
+            r.delivered.load(Ordering::Relaxed),
+            r.hung.load(Ordering::Relaxed)
+        );
+    }
     target.stop().await;
-    Ok(latency_report("decide", reviewers, samples))
+    let name = if webhooks {
+        "decide (two webhooks, one hanging)"
+    } else {
+        "decide"
+    };
+    Ok(latency_report(name, reviewers, samples))
+}
+
+/// One requester signs in and waits; the decider approves; returns the
+/// milliseconds from sending the decision to the requester's socket having it.
+async fn one_decision(
+    target: &Target,
+    client: &reqwest::Client,
+    decider_cookie: &str,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let cookie = target.sign_in(client, name).await?;
+    let pending: serde_json::Value = client
+        .get(format!("{}/api/v1/pending", target.base))
+        .header("Cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = pending["session_id"]
+        .as_str()
+        .context("no session id")?
+        .to_string();
+    let mut status = target.socket("/ws/pending?format=json", &cookie).await?;
+    match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) if t.contains("\"status\"") => {}
+        other => bail!("the requester socket did not get its status: {other:?}"),
+    }
+    // Let the sign-in's broadcast to every reviewer finish first: this
+    // measures a decision, not the tail of the `added` fan-out before it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The decision goes out on its own task: what is timed is the
+    // requester's socket, not the decider's HTTP response.
+    let started = Instant::now();
+    let post = client
+        .post(format!("{}/api/v1/inbox/{id}/decision", target.base))
+        .header("Origin", &target.origin)
+        .header("Cookie", decider_cookie)
+        .json(&json!({"outcome": "approve", "channel": "call", "code_confirmed": true, "note": "load test"}))
+        .send();
+    let decision = tokio::spawn(post);
+    loop {
+        match tokio::time::timeout(EVENT_TIMEOUT, status.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"approved\"") => break,
+            Ok(Some(Ok(_))) => {}
+            other => bail!("the requester never heard of the approval: {other:?}"),
+        }
+    }
+    let heard = started.elapsed();
+    let response = decision.await??;
+    if !response.status().is_success() {
+        bail!("decision failed: {}", response.status());
+    }
+    let _ = status.close(None).await;
+    Ok(heard.as_secs_f64() * 1000.0)
 }
 
 fn latency_report(

@@ -2,6 +2,7 @@
 //! bounded in count and time, uses loopback only, and stops by itself.
 
 pub mod flood;
+pub mod hooks;
 pub mod ledger;
 pub mod live;
 pub mod server;

@@ -759,12 +759,18 @@ async fn a_mismatch_in_the_drawer_raises_the_alarm_on_the_admin_page() {
     click_css(&ada, &format!("#row-{id} .row-open")).await;
     wait_for(&ada, "dialog#drawer[open] form.decision", LONG).await;
     let help = wait_text(&ada, "#mismatch-help").await;
-    assert!(help.contains("someone else most likely typed the password"), "{help}");
+    assert!(
+        help.contains("someone else most likely typed the password"),
+        "{help}"
+    );
     click_css(&ada, "input[name=outcome][value=mismatch]").await;
     screenshot(&ada, "mismatch-drawer").await;
     click_css(&ada, "form.decision button[type=submit]").await;
     let recorded = wait_text(&ada, "#mismatch-recorded").await;
-    assert!(recorded.contains("told only that the sign-in was denied"), "{recorded}");
+    assert!(
+        recorded.contains("told only that the sign-in was denied"),
+        "{recorded}"
+    );
 
     let message = wait_text(&requester, ".ended").await;
     assert!(message.contains("denied"), "{message}");
@@ -772,7 +778,10 @@ async fn a_mismatch_in_the_drawer_raises_the_alarm_on_the_admin_page() {
 
     ada.goto(&app.url("/admin")).await.unwrap();
     let alarm = wait_text(&ada, "#mismatches").await;
-    assert!(alarm.contains("Uma User") && alarm.to_lowercase().contains("account locked"), "{alarm}");
+    assert!(
+        alarm.contains("Uma User") && alarm.to_lowercase().contains("account locked"),
+        "{alarm}"
+    );
     screenshot(&ada, "mismatch-admin").await;
     click_css(&ada, &format!("#mismatch-{id} button[type=submit]")).await;
     wait_for(&ada, "#webhooks", LONG).await;
