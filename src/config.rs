@@ -298,6 +298,52 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_are_checked_at_start_up() {
+        let with = |table: &str| {
+            Settings::from_figment(
+                &Figment::from(Toml::string(DEFAULT_TOML))
+                    .merge(Toml::string(&format!("[[alerts.webhook]]\n{table}"))),
+            )
+        };
+        let ok = with(
+            "url = \"http://127.0.0.1:9/h\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+        )
+        .unwrap();
+        assert_eq!(ok.alerts.webhook[0].events, EventKind::all());
+        assert_eq!(ok.alerts.webhook[0].format, WebhookFormat::Standard);
+        let slack = with(
+            "url = \"http://127.0.0.1:9/h\"\nformat = \"slack\"\nevents = [\"review.mismatch\"]",
+        )
+        .unwrap();
+        assert_eq!(slack.alerts.webhook[0].events, [EventKind::Mismatch]);
+        for (table, says) in [
+            (
+                "url = \"http://127.0.0.1:9/h\"\nsecret = \"whsec_c2hvcnQ=\"",
+                "secret",
+            ),
+            ("url = \"http://127.0.0.1:9/h\"", "secret"),
+            (
+                "url = \"https://hooks.example.com/x\"\nformat = \"slack\"",
+                "https",
+            ),
+            ("url = \"ftp://x/\"\nformat = \"slack\"", "http(s)"),
+            (
+                "url = \"http://x/\"\nformat = \"slack\"\nevents = [\"review.nope\"]",
+                "events",
+            ),
+        ] {
+            let e = with(table).unwrap_err().to_string();
+            assert!(e.contains(says), "{table}: {e}");
+        }
+        assert!(
+            Settings::from_figment(&Figment::from(Toml::string(DEFAULT_TOML)))
+                .unwrap()
+                .peer_review
+                .lock_on_mismatch
+        );
+    }
+
+    #[test]
     fn trusted_proxies_must_be_cidrs() {
         let bad = Figment::from(Toml::string(DEFAULT_TOML))
             .merge(Toml::string("[server]\ntrusted_proxies = [\"localhost\"]"));
