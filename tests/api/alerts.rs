@@ -239,7 +239,7 @@ async fn each_event_arrives_signed_with_its_documented_payload() {
     app.clock.advance(Duration::from_secs(3 * 60 + 5));
     let unattended = receiver.event("review.unattended", &uma, wait).await;
     check_data(&app, &unattended, &uma, "uma", "aging");
-    app.clock.advance(Duration::from_secs(5 * 60));
+    app.clock.advance(Duration::from_mins(5));
     let overdue = receiver.event("review.overdue", &uma, wait).await;
     check_data(&app, &overdue, &uma, "uma", "overdue");
 
@@ -274,7 +274,7 @@ async fn each_event_arrives_signed_with_its_documented_payload() {
 
     // Expired, with its ledger row and no reviewer.
     let ulf = request_review(&app, "ulf").await;
-    app.clock.advance(Duration::from_secs(16 * 60));
+    app.clock.advance(Duration::from_mins(16));
     let expired = receiver.event("review.expired", &ulf, wait).await;
     assert_eq!(expired["data"]["outcome"], "expired");
     assert!(expired["data"]["reviewer"].is_null() && expired["data"]["seq"].is_i64());
