@@ -101,6 +101,9 @@ pub enum LoadtestCommand {
         reviewers: usize,
         #[arg(long, default_value_t = 100)]
         decisions: usize,
+        /// Configure two webhook endpoints (started here), one of them hanging.
+        #[arg(long)]
+        webhooks: bool,
         #[command(flatten)]
         target: crate::loadtest::server::TargetArgs,
         #[arg(long)]
@@ -134,6 +137,8 @@ pub enum UserCommand {
     SetRoles(SetRoles),
     /// Disable an account and end its sessions.
     Disable { username: Username },
+    /// Lift the lock a code mismatch left on an account (DESIGN.md §12).
+    Unlock { username: Username },
 }
 
 #[derive(Debug, Args)]
@@ -300,10 +305,11 @@ async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
         LoadtestCommand::Decide {
             reviewers,
             decisions,
+            webhooks,
             target,
             json,
         } => show(
-            &live::decide(&target, reviewers, decisions).await?,
+            &live::decide(&target, reviewers, decisions, webhooks).await?,
             live::latency_rows,
             json,
         ),
@@ -464,6 +470,7 @@ async fn user_command(settings: Settings, command: UserCommand) -> anyhow::Resul
         UserCommand::List => list_users(&pool).await,
         UserCommand::SetRoles(set) => set_roles(&pool, &set).await,
         UserCommand::Disable { username } => disable_user(&pool, &username).await,
+        UserCommand::Unlock { username } => unlock_user(&pool, &username).await,
     };
     pool.close().await;
     done
@@ -525,6 +532,15 @@ async fn disable_user(pool: &store::Db, username: &Username) -> anyhow::Result<(
         bail!("there is no user named `{username}`");
     }
     println!("{username} is disabled and signed out");
+    Ok(())
+}
+
+/// `user unlock`: the account may sign in again (and go through peer review).
+async fn unlock_user(pool: &store::Db, username: &Username) -> anyhow::Result<()> {
+    if !users::unlock(pool, username).await? {
+        bail!("there is no user named `{username}`");
+    }
+    println!("{username} is unlocked and may sign in again");
     Ok(())
 }
 

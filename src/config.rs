@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer};
 
+pub use crate::alerts::EventKind;
 pub use crate::domain::TrustedProxies;
 use crate::domain::{AccessRule, AllowedHosts, HostPattern, PublicUrl};
 pub use crate::telemetry::LogFormat;
@@ -29,6 +30,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub forward_auth: ForwardAuthSettings,
+    /// Webhooks to chat and incident tools (DESIGN.md §12); none by default.
+    #[serde(default)]
+    pub alerts: AlertSettings,
 }
 
 /// `[forward_auth]` (DESIGN.md §10): answering reverse proxies that protect
@@ -66,6 +70,42 @@ fn cookie_domain<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::
             "`{text}` is not a domain like example.com"
         ))),
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AlertSettings {
+    /// `[[alerts.webhook]]`: each endpoint gets its own sender task.
+    #[serde(default)]
+    pub webhook: Vec<WebhookSettings>,
+}
+
+/// One `[[alerts.webhook]]` endpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Where events are POSTed. It may carry a secret (Slack's do), so it is
+    /// never logged or shown whole.
+    #[serde(deserialize_with = "webhook_url")]
+    pub url: url::Url,
+    /// `standard` (Standard Webhooks, signed) or `slack` (`{"text": ...}`).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// `whsec_` and base64: the HMAC key for `standard`.
+    #[serde(default)]
+    pub secret: String,
+    /// The events this endpoint gets; all six when left out.
+    #[serde(default = "EventKind::all")]
+    pub events: Vec<EventKind>,
+}
+
+/// How a webhook body is shaped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// standardwebhooks.com: JSON, signed with HMAC-SHA256.
+    #[default]
+    Standard,
+    /// `{"text": ...}`, which Slack, Mattermost and Rocket.Chat accept.
+    Slack,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +157,8 @@ pub struct PeerReviewSettings {
     /// completed (the requester's page may need a moment to move on).
     #[serde(deserialize_with = "duration")]
     pub complete_grace: Duration,
+    /// Whether a mismatch locks the requester's account until `user unlock`.
+    pub lock_on_mismatch: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +184,12 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
             "`{text}` is not a duration like \"15m\" or \"30s\" ({e})"
         ))
     })
+}
+
+fn webhook_url<'de, D: Deserializer<'de>>(de: D) -> Result<url::Url, D::Error> {
+    let text = String::deserialize(de)?;
+    // The error names no part of the URL: it may hold a secret.
+    url::Url::parse(text.trim()).map_err(|e| serde::de::Error::custom(format!("not a URL ({e})")))
 }
 
 impl Settings {
@@ -203,7 +251,8 @@ impl Settings {
         if self.auth.trusted_device_days > 3650 {
             bail!("invalid configuration: auth.trusted_device_days must be at most 3650");
         }
-        self.validate_forward_auth()
+        self.validate_forward_auth()?;
+        self.validate_webhooks()
     }
 
     fn validate_forward_auth(&self) -> anyhow::Result<()> {
@@ -220,6 +269,35 @@ impl Settings {
                 bail!(
                     "invalid configuration: forward_auth.cookie_domain `{domain}` does not contain server.public_url's host `{host}`, so browsers would refuse the cookie"
                 );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_webhooks(&self) -> anyhow::Result<()> {
+        let hooks = &self.alerts.webhook;
+        for (i, hook) in hooks.iter().enumerate() {
+            let name = format!("alerts.webhook[{i}]");
+            if !matches!(hook.url.scheme(), "http" | "https") || hook.url.host_str().is_none() {
+                bail!("invalid configuration: {name}.url must be an http(s) URL");
+            }
+            if hook.url.scheme() == "https" && !crate::alerts::HTTPS_SUPPORTED {
+                bail!(
+                    "invalid configuration: {name}.url is https, but this build of peergate sends webhooks over plain http only; point it at a local relay (see README, Alerts)"
+                );
+            }
+            if hook.format == WebhookFormat::Standard
+                && !crate::alerts::secret_is_valid(&hook.secret)
+            {
+                bail!(
+                    "invalid configuration: {name}.secret must be \"whsec_\" followed by base64 (at least 24 bytes) for format = \"standard\""
+                );
+            }
+            if hook.events.is_empty() {
+                bail!("invalid configuration: {name}.events is empty; leave it out for all events");
+            }
+            if hooks[..i].iter().any(|h| h.url == hook.url) {
+                bail!("invalid configuration: {name}.url is listed twice");
             }
         }
         Ok(())
@@ -315,6 +393,52 @@ mod tests {
             Some("example.com")
         );
         assert_eq!(ok.forward_auth.rule.len(), 1);
+    }
+
+    #[test]
+    fn webhooks_are_checked_at_start_up() {
+        let with = |table: &str| {
+            Settings::from_figment(
+                &Figment::from(Toml::string(DEFAULT_TOML))
+                    .merge(Toml::string(&format!("[[alerts.webhook]]\n{table}"))),
+            )
+        };
+        let ok = with(
+            "url = \"http://127.0.0.1:9/h\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"",
+        )
+        .unwrap();
+        assert_eq!(ok.alerts.webhook[0].events, EventKind::all());
+        assert_eq!(ok.alerts.webhook[0].format, WebhookFormat::Standard);
+        let slack = with(
+            "url = \"http://127.0.0.1:9/h\"\nformat = \"slack\"\nevents = [\"review.mismatch\"]",
+        )
+        .unwrap();
+        assert_eq!(slack.alerts.webhook[0].events, [EventKind::Mismatch]);
+        for (table, says) in [
+            (
+                "url = \"http://127.0.0.1:9/h\"\nsecret = \"whsec_c2hvcnQ=\"",
+                "secret",
+            ),
+            ("url = \"http://127.0.0.1:9/h\"", "secret"),
+            (
+                "url = \"https://hooks.example.com/x\"\nformat = \"slack\"",
+                "https",
+            ),
+            ("url = \"ftp://x/\"\nformat = \"slack\"", "http(s)"),
+            (
+                "url = \"http://x/\"\nformat = \"slack\"\nevents = [\"review.nope\"]",
+                "events",
+            ),
+        ] {
+            let e = with(table).unwrap_err().to_string();
+            assert!(e.contains(says), "{table}: {e}");
+        }
+        assert!(
+            Settings::from_figment(&Figment::from(Toml::string(DEFAULT_TOML)))
+                .unwrap()
+                .peer_review
+                .lock_on_mismatch
+        );
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub enum Error {
     /// 403 `forbidden`.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 `forbidden`: the account is locked after a code mismatch.
+    #[error(
+        "This account is locked: during a sign-in check the code read back did not match, so someone else may know your password. Contact your security team; they can unlock it once the password is changed."
+    )]
+    AccountLocked,
     /// 403 `self_review`.
     #[error("You cannot review your own sign-in.")]
     SelfReview,
@@ -71,7 +76,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Unauthenticated | Error::BadCredentials => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::SelfReview => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::SelfReview | Error::AccountLocked => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::AlreadyDecided | Error::Expired | Error::NotApproved => StatusCode::CONFLICT,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -84,7 +89,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthenticated | Error::BadCredentials => "unauthenticated",
-            Error::Forbidden(_) => "forbidden",
+            Error::Forbidden(_) | Error::AccountLocked => "forbidden",
             Error::SelfReview => "self_review",
             Error::NotFound(_) => "not_found",
             Error::AlreadyDecided => "already_decided",
@@ -159,6 +164,7 @@ impl From<ReviewError> for Error {
     fn from(e: ReviewError) -> Self {
         match e {
             ReviewError::BadCredentials => Error::BadCredentials,
+            ReviewError::AccountLocked => Error::AccountLocked,
             ReviewError::RateLimited { retry_after_secs } => {
                 Error::RateLimited { retry_after_secs }
             }

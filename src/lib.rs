@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - `cli`: the command tree (serve, demo, user, ledger verify).
+//! - `alerts`: webhooks to chat and incident tools, through a durable outbox.
 //! - `config`: layered, validated configuration.
 //! - `datadir_lock`: one server per data dir (an exclusive lock file).
 //! - `startup`: build the service, run it until stopped.
@@ -35,6 +36,7 @@ pub mod ledger;
 pub mod startup;
 
 // The service's insides: private, so that the compiler reports dead code.
+mod alerts;
 mod backup;
 mod datadir_lock;
 mod error;

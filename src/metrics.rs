@@ -81,6 +81,39 @@ pub fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHa
         .as_ref()
 }
 
+/// A webhook delivery the receiver took (2xx).
+pub fn webhook_delivered(endpoint: &str) {
+    metrics::counter!("peergate_webhook_deliveries_total", "endpoint" => endpoint.to_string())
+        .increment(1);
+}
+
+/// A webhook attempt that failed; `gave_up` when it was the last one.
+pub fn webhook_failed(endpoint: &str, gave_up: bool) {
+    metrics::counter!("peergate_webhook_failed_attempts_total", "endpoint" => endpoint.to_string())
+        .increment(1);
+    if gave_up {
+        metrics::counter!("peergate_webhook_failures_total", "endpoint" => endpoint.to_string())
+            .increment(1);
+    }
+}
+
+/// Undelivered webhook events given up because the endpoint's queue was full.
+pub fn webhook_dropped(endpoint: &str, events: u64) {
+    metrics::counter!("peergate_webhook_failures_total", "endpoint" => endpoint.to_string())
+        .increment(events);
+}
+
+/// An event that could not be written to the outbox at all.
+pub fn webhook_not_recorded() {
+    metrics::counter!("peergate_webhook_outbox_errors_total").increment(1);
+}
+
+/// Undelivered events per endpoint, read at scrape time from the outbox.
+pub fn set_webhook_queue(endpoint: &str, depth: i64) {
+    metrics::gauge!("peergate_webhook_queue_depth", "endpoint" => endpoint.to_string())
+        .set(depth as f64);
+}
+
 /// Gauges read at scrape time from their source of truth.
 pub fn set_pending(pending: usize, reviewers_online: usize) {
     metrics::gauge!("peergate_pending_sessions").set(pending as f64);

@@ -90,6 +90,15 @@ impl InboxEvent {
     }
 }
 
+/// What one tick of the ageing clock did.
+#[derive(Debug, Default)]
+pub struct Ticked {
+    /// Sessions that moved to a new level, oldest first (already announced).
+    pub promoted: Vec<Summary>,
+    /// Sessions past their expiry, for the ticker to close.
+    pub expired: Vec<String>,
+}
+
 /// What a requester's page shows; the last value is always the current one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequesterStatus {
@@ -320,9 +329,10 @@ impl Registry {
         Some(session)
     }
 
-    /// Moves sessions to the level their age calls for, telling the reviewers,
-    /// and returns the ids of sessions past their expiry (not being decided).
-    pub fn tick(&self, now: DateTime<Utc>, ages: &Ages) -> Vec<String> {
+    /// Moves sessions to the level their age calls for, telling the reviewers;
+    /// returns those it moved, and the ids of sessions past their expiry (not
+    /// being decided).
+    pub fn tick(&self, now: DateTime<Utc>, ages: &Ages) -> Ticked {
         let mut changed = Vec::new();
         let mut expired = Vec::new();
         for mut entry in self.inner.sessions.iter_mut() {
@@ -341,10 +351,13 @@ impl Registry {
         }
         // Published after the iteration: no map guard is held while sending.
         changed.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-        for summary in changed {
-            self.publish(InboxEvent::Updated(Box::new(summary)));
+        for summary in &changed {
+            self.publish(InboxEvent::Updated(Box::new(summary.clone())));
         }
-        expired
+        Ticked {
+            promoted: changed,
+            expired,
+        }
     }
 
     /// Replaces the code, if the session may still rotate it.
@@ -401,9 +414,11 @@ impl Registry {
         // told first. The reviewers' event goes to the fan-out task, which
         // sends it on its own time, so the requester's frame never queues
         // behind a thousand others.
+        // A mismatch reaches the requester as a plain denial (DESIGN.md §4);
+        // the reviewers' inbox hears the real outcome.
         entry
             .requester_tx
-            .send_replace(RequesterStatus::Settled(outcome));
+            .send_replace(RequesterStatus::Settled(outcome.as_told_to_requester()));
         self.publish(InboxEvent::Removed {
             session_id: id.to_string(),
             outcome,
@@ -577,16 +592,20 @@ mod tests {
             aging_after: Duration::from_mins(3),
             overdue_after: Duration::from_mins(8),
         };
-        assert!(registry.tick(start, &ages).is_empty());
-        registry.tick(start + chrono::Duration::minutes(4), &ages);
+        let at_start = registry.tick(start, &ages);
+        assert!(at_start.expired.is_empty() && at_start.promoted.is_empty());
+        let four_minutes_in = registry.tick(start + chrono::Duration::minutes(4), &ages);
         assert_eq!(registry.get("a").unwrap().level, Level::Aging);
-        let expired = registry.tick(start + chrono::Duration::minutes(16), &ages);
-        assert_eq!(expired, ["a"]);
+        assert_eq!(four_minutes_in.promoted.len(), 1);
+        assert_eq!(four_minutes_in.promoted[0].level, Level::Aging);
+        let ticked = registry.tick(start + chrono::Duration::minutes(16), &ages);
+        assert_eq!(ticked.expired, ["a"]);
         // One being decided is left to its decision.
         registry.begin_decision("a").unwrap();
         assert!(
             registry
                 .tick(start + chrono::Duration::minutes(16), &ages)
+                .expired
                 .is_empty()
         );
     }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::alerts::{Alerts, run_sender};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::datadir_lock::DataDirLock;
@@ -78,7 +79,8 @@ impl Application {
         let head = ledger.writer.head();
         tracing::info!(seq = head.seq, entry_hash = %head.hash_hex(), "ledger open");
 
-        let flow = build_flow(&settings, db, ledger, clock)?;
+        let alerts = open_alerts(&settings, &data_dir).await?;
+        let flow = build_flow(&settings, db, ledger, alerts, clock)?;
         crate::review::restore(&flow).await?;
         let state = AppState::new(Shared {
             origin: settings.origin(),
@@ -89,7 +91,7 @@ impl Application {
             session_cache: SessionCache::new(),
             flow,
         });
-        let tasks = vec![
+        let mut tasks = vec![
             ("the ledger writer", ledger_tasks.writer),
             ("the ledger checkpointer", ledger_tasks.checkpointer),
             (
@@ -109,6 +111,7 @@ impl Application {
                 tokio::spawn(run_invalidation(state.clone())),
             ),
         ];
+        tasks.extend(spawn_senders(&state.alerts)?);
         Ok(Self {
             lock,
             listener,
@@ -205,10 +208,36 @@ async fn checkpoint_on_exit(state: &AppState) {
     tracing::info!("stopped");
 }
 
+/// The webhook outbox and its endpoints. Deliveries left pending by the last
+/// run are due at once.
+async fn open_alerts(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<Alerts> {
+    let outbox = crate::store::open_outbox(data_dir).await?;
+    crate::store::outbox::due_now(&outbox, crate::alerts::now_ms()).await?;
+    let alerts = Alerts::new(settings, outbox);
+    for endpoint in alerts.endpoints() {
+        tracing::info!(endpoint = %endpoint.label, format = ?endpoint.settings.format, "webhook endpoint configured");
+    }
+    Ok(alerts)
+}
+
+/// One sender task per webhook endpoint.
+fn spawn_senders(alerts: &Alerts) -> anyhow::Result<Vec<(&'static str, JoinHandle<()>)>> {
+    let client = crate::alerts::client()?;
+    Ok(alerts
+        .endpoints()
+        .iter()
+        .map(|endpoint| {
+            let task = run_sender(endpoint.clone(), alerts.db().clone(), client.clone());
+            ("a webhook sender", tokio::spawn(task))
+        })
+        .collect())
+}
+
 fn build_flow(
     settings: &Settings,
     db: crate::store::Db,
     ledger: Ledger,
+    alerts: Alerts,
     clock: SharedClock,
 ) -> anyhow::Result<Flow> {
     let limiter = |limit, window| WindowLimiter::new(limit, window, clock.clone());
@@ -229,6 +258,7 @@ fn build_flow(
         db,
         ledger,
         registry: Registry::new(),
+        alerts,
         clock,
         session_ended: tokio::sync::broadcast::channel(SESSION_END_BUFFER).0,
         sign_in_locks: dashmap::DashMap::new(),

@@ -12,14 +12,19 @@ use serde::{Deserialize, Serialize};
 pub enum Outcome {
     Approved,
     Denied,
+    /// The code the caller read back was not the one on the screen: someone
+    /// else most likely holds the password (DESIGN.md §12). Recorded like a
+    /// denial, with `code_confirmed` 0.
+    Mismatch,
     Expired,
     Withdrawn,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Approved,
         Outcome::Denied,
+        Outcome::Mismatch,
         Outcome::Expired,
         Outcome::Withdrawn,
     ];
@@ -28,6 +33,7 @@ impl Outcome {
         match self {
             Outcome::Approved => "approved",
             Outcome::Denied => "denied",
+            Outcome::Mismatch => "mismatch",
             Outcome::Expired => "expired",
             Outcome::Withdrawn => "withdrawn",
         }
@@ -35,7 +41,20 @@ impl Outcome {
 
     /// Whether a reviewer made this decision (and so the reviewer columns are filled).
     pub fn is_decision(self) -> bool {
-        matches!(self, Outcome::Approved | Outcome::Denied)
+        matches!(
+            self,
+            Outcome::Approved | Outcome::Denied | Outcome::Mismatch
+        )
+    }
+
+    /// What the requester is told: a mismatch reads as a plain denial, so
+    /// whoever holds the password learns nothing from it.
+    #[must_use]
+    pub fn as_told_to_requester(self) -> Outcome {
+        match self {
+            Outcome::Mismatch => Outcome::Denied,
+            other => other,
+        }
     }
 }
 
@@ -187,5 +206,7 @@ mod tests {
             assert_eq!(c.as_str().parse::<Channel>().unwrap(), c);
         }
         assert!("maybe".parse::<Outcome>().is_err());
+        assert_eq!(Outcome::Mismatch.as_told_to_requester(), Outcome::Denied);
+        assert!(Outcome::Mismatch.is_decision());
     }
 }

@@ -51,14 +51,17 @@ impl Ages {
 pub enum Verdict {
     Approve,
     Deny,
+    /// The code read back did not match (DESIGN.md §12).
+    Mismatch,
 }
 
 impl Verdict {
-    /// The form and API words, `approve` and `deny`.
+    /// The form and API words, `approve`, `deny` and `mismatch`.
     pub fn parse(word: &str) -> Option<Self> {
         match word {
             "approve" => Some(Verdict::Approve),
             "deny" => Some(Verdict::Deny),
+            "mismatch" => Some(Verdict::Mismatch),
             _ => None,
         }
     }
@@ -68,6 +71,7 @@ impl Verdict {
         match self {
             Verdict::Approve => Outcome::Approved,
             Verdict::Deny => Outcome::Denied,
+            Verdict::Mismatch => Outcome::Mismatch,
         }
     }
 }
@@ -94,5 +98,7 @@ mod tests {
         assert_eq!(Verdict::parse("deny"), Some(Verdict::Deny));
         assert_eq!(Verdict::parse("Approve"), None);
         assert_eq!(Verdict::Deny.outcome(), Outcome::Denied);
+        assert_eq!(Verdict::parse("mismatch"), Some(Verdict::Mismatch));
+        assert_eq!(Verdict::Mismatch.outcome(), Outcome::Mismatch);
     }
 }

@@ -30,7 +30,8 @@ pub struct LedgerDraft {
 }
 
 impl LedgerDraft {
-    /// A reviewer's approval or denial.
+    /// A reviewer's approval, denial or mismatch. A mismatch is written like a
+    /// denial, and never with `code_confirmed` 1.
     pub fn decision(
         session: SessionFacts,
         verdict: Verdict,
@@ -45,7 +46,7 @@ impl LedgerDraft {
             reviewer_id: reviewer.id,
             reviewer_name: reviewer.display_name,
             channel: channel.as_str().to_string(),
-            code_confirmed,
+            code_confirmed: code_confirmed && verdict != Verdict::Mismatch,
             note,
         }
     }

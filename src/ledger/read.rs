@@ -28,6 +28,16 @@ pub async fn outcome_of(pool: &SqlitePool, session_id: &str) -> anyhow::Result<O
         .transpose()
 }
 
+/// The entry recording a session's outcome, if the ledger has one.
+pub async fn entry_of(pool: &SqlitePool, session_id: &str) -> anyhow::Result<Option<StoredEntry>> {
+    let row = sqlx::query("SELECT * FROM ledger_entries WHERE session_id = ?")
+        .bind(session_id)
+        .fetch_optional(pool)
+        .await
+        .context("reading a session's entry from the ledger")?;
+    row.as_ref().map(stored_from_row).transpose()
+}
+
 /// Every entry in `seq` order (for tests and tools; the admin pages page through).
 pub async fn all_entries(pool: &SqlitePool) -> anyhow::Result<Vec<StoredEntry>> {
     let rows = sqlx::query("SELECT * FROM ledger_entries ORDER BY seq")
@@ -125,7 +135,7 @@ pub async fn first_seq_since(pool: &SqlitePool, since: &str) -> anyhow::Result<i
 /// The peer-review KPIs of the admin page, all computed from the ledger.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Kpis {
-    /// Approvals and denials in the last 24 hours and 7 days.
+    /// Approvals, denials and mismatches in the last 24 hours and 7 days.
     pub decisions_24h: i64,
     pub decisions_7d: i64,
     pub expired_24h: i64,
@@ -133,8 +143,8 @@ pub struct Kpis {
     /// Median and p90 (nearest rank) seconds from sign-in to decision, 7 days.
     pub median_decision_secs: Option<f64>,
     pub p90_decision_secs: Option<f64>,
-    /// Of the sessions that ended in the last 7 days (approved, denied or
-    /// expired; withdrawn ones are the requester's choice and left out), the
+    /// Of the sessions that ended in the last 7 days (approved, denied,
+    /// mismatch or expired; withdrawn ones are the requester's choice and left out), the
     /// share decided within 10 minutes.
     pub decided_within_10m: Option<f64>,
 }
@@ -171,7 +181,9 @@ pub async fn kpis(pool: &SqlitePool, now: chrono::DateTime<chrono::Utc>) -> anyh
     for (outcome, decided_at, secs) in rows {
         let recent = decided_at.as_str() >= day.as_str();
         match outcome.as_str() {
-            "approved" | "denied" => {
+            // A mismatch is a reviewer's decision too: it counts towards the
+            // 10-minute share like a denial.
+            "approved" | "denied" | "mismatch" => {
                 kpis.decisions_7d += 1;
                 kpis.decisions_24h += i64::from(recent);
                 // Rounded to milliseconds: julianday arithmetic is floating point.

@@ -219,6 +219,27 @@ fn integer(row: &rusqlite::Row<'_>, i: usize) -> Result<i64, String> {
     }
 }
 
+/// An entry's outcome must be one of §5's, `code_confirmed` 0 or 1, and a
+/// mismatch (written like a denial) never says the code was read back.
+fn check_outcome(outcome: &[u8], confirmed: i64) -> Result<(), String> {
+    let Some(known) = Outcome::ALL
+        .into_iter()
+        .find(|o| o.as_str().as_bytes() == outcome)
+    else {
+        return Err(format!(
+            "unknown outcome `{}`",
+            String::from_utf8_lossy(outcome)
+        ));
+    };
+    if confirmed != 0 && confirmed != 1 {
+        return Err("code_confirmed is neither 0 nor 1".into());
+    }
+    if known == Outcome::Mismatch && confirmed != 0 {
+        return Err("a mismatch entry says the code was read back (code_confirmed 1)".into());
+    }
+    Ok(())
+}
+
 /// Walks the chain in `seq` order, recomputing every hash.
 fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
     let unreadable =
@@ -268,19 +289,8 @@ fn check_row(row: &rusqlite::Row<'_>, head: Head) -> Result<[u8; 32], Verdict> {
         return Err(invalid(expected, what));
     }
     let outcome = text(row, 3).map_err(bad)?;
-    if !Outcome::ALL
-        .iter()
-        .any(|o| o.as_str().as_bytes() == outcome)
-    {
-        return Err(invalid(
-            expected,
-            format!("unknown outcome `{}`", String::from_utf8_lossy(outcome)),
-        ));
-    }
     let confirmed = integer(row, 11).map_err(bad)?;
-    if confirmed != 0 && confirmed != 1 {
-        return Err(invalid(expected, "code_confirmed is neither 0 nor 1"));
-    }
+    check_outcome(outcome, confirmed).map_err(|why| invalid(expected, why))?;
     let (seq_text, confirmed_text) = (seq.to_string(), confirmed.to_string());
     let mut parts: [&[u8]; FIELD_COUNT] = [b""; FIELD_COUNT];
     for (i, part) in parts.iter_mut().enumerate() {

@@ -165,12 +165,24 @@ pub async fn broadcast(
     Ok(latency_report("broadcast", reviewers, samples))
 }
 
+/// `loadtest decide`: with `webhooks`, two endpoints get every event, one of
+/// them hanging (see `hooks`), so the numbers compare with and without.
 pub async fn decide(
     args: &TargetArgs,
     reviewers: usize,
     decisions: usize,
+    webhooks: bool,
 ) -> anyhow::Result<LatencyReport> {
-    let target = Target::start(args).await?;
+    let receivers = if webhooks {
+        Some(super::hooks::start().await?)
+    } else {
+        None
+    };
+    let env = receivers
+        .as_ref()
+        .map(|r| r.env.clone())
+        .unwrap_or_default();
+    let target = Target::start_with_env(args, &env).await?;
     let sockets = connect_reviewers(&target, reviewers).await?;
     // The watching reviewers drain their sockets, like browsers do.
     let mut readers = Vec::with_capacity(reviewers);
@@ -185,24 +197,36 @@ pub async fn decide(
     let requesters = target.add_users("lt_req", decisions, false, false).await?;
     let mut samples = Vec::with_capacity(decisions);
     for name in &requesters {
-        samples.push(time_one_decision(&target, &client, &decider_cookie, name).await?);
+        samples.push(one_decision(&target, &client, &decider_cookie, name).await?);
     }
     for r in readers {
         r.abort();
     }
+    if let Some(r) = &receivers {
+        eprintln!(
+            "webhooks: {} delivered to the healthy endpoint, {} taken and left hanging",
+            r.delivered.load(Ordering::Relaxed),
+            r.hung.load(Ordering::Relaxed)
+        );
+    }
     target.stop().await;
-    Ok(latency_report("decide", reviewers, samples))
+    let name = if webhooks {
+        "decide (two webhooks, one hanging)"
+    } else {
+        "decide"
+    };
+    Ok(latency_report(name, reviewers, samples))
 }
 
-/// Signs `requester` in, watches its status socket, approves it as the
-/// decider and returns how long (ms) the requester took to hear of it.
-async fn time_one_decision(
+/// One requester signs in and waits; the decider approves; returns the
+/// milliseconds from sending the decision to the requester's socket having it.
+async fn one_decision(
     target: &Target,
     client: &reqwest::Client,
     decider_cookie: &str,
-    requester: &str,
+    name: &str,
 ) -> anyhow::Result<f64> {
-    let cookie = target.sign_in(client, requester).await?;
+    let cookie = target.sign_in(client, name).await?;
     let pending: serde_json::Value = client
         .get(format!("{}/api/v1/pending", target.base))
         .header("Cookie", &cookie)

@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod flood;
+pub mod hooks;
 pub mod ledger;
 pub mod live;
 pub mod server;

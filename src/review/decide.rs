@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::alarm::{self, Recorded};
 use super::{Flow, ReviewError, lifecycle};
 use crate::domain::{Channel, Note, Outcome, Reviewer, Verdict};
 use crate::ledger::{AppendError, LedgerDraft, Receipt};
@@ -24,7 +25,8 @@ pub struct InvalidDecision(pub String);
 
 impl Decision {
     /// Validates once, at the edge: approval needs the code read back, denial
-    /// needs a reason.
+    /// needs a reason, and a mismatch says the code was *not* read back (its
+    /// note is optional).
     pub fn parse(
         outcome: &str,
         channel: &str,
@@ -33,7 +35,7 @@ impl Decision {
     ) -> Result<Self, InvalidDecision> {
         let verdict = Verdict::parse(outcome).ok_or_else(|| {
             InvalidDecision(format!(
-                "outcome must be \"approve\" or \"deny\", not \"{outcome}\""
+                "outcome must be \"approve\", \"deny\" or \"mismatch\", not \"{outcome}\""
             ))
         })?;
         let channel: Channel = channel.parse().map_err(|_| {
@@ -49,6 +51,12 @@ impl Decision {
         }
         if verdict == Verdict::Deny && note.is_blank() {
             return Err(InvalidDecision("To deny, say why in the note.".into()));
+        }
+        if verdict == Verdict::Mismatch && code_confirmed {
+            return Err(InvalidDecision(
+                "A mismatch means the code read back was not this one: untick \"The requester read this code back to me\"."
+                    .into(),
+            ));
         }
         Ok(Self {
             verdict,
@@ -108,7 +116,7 @@ async fn decide_now(
         return Err(ReviewError::Expired);
     }
     let outcome = decision.verdict.outcome();
-    let reviewer_id = reviewer.id.clone();
+    let decider = reviewer.clone();
     let draft = LedgerDraft::decision(
         lifecycle::facts(&session),
         decision.verdict,
@@ -120,7 +128,10 @@ async fn decide_now(
     let started = Instant::now();
     match flow.ledger.writer.append(draft).await {
         Ok(receipt) => {
-            tracing::info!(session_id = %id, outcome = %outcome, reviewer_id = %reviewer_id, seq = receipt.seq, "decision recorded");
+            tracing::info!(session_id = %id, outcome = %outcome, reviewer_id = %decider.id, seq = receipt.seq, "decision recorded");
+            // Before anyone is told: a mismatch locks the account first.
+            let recorded = Recorded::live(&session, Some(decider), outcome, &receipt);
+            alarm::follow_up(flow, &recorded).await;
             lifecycle::apply_outcome(flow, id, outcome).await;
             crate::metrics::decision(
                 outcome,

@@ -8,6 +8,10 @@ pub enum ReviewError {
     /// Wrong username or password, unknown or disabled user: one answer for all.
     #[error("wrong username or password")]
     BadCredentials,
+    /// The password was right, but a code mismatch locked the account until
+    /// an admin unlocks it.
+    #[error("account locked")]
+    AccountLocked,
     /// Too many attempts from this user or address.
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },

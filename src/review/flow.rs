@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::alerts::Alerts;
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::domain::TokenHash;
+use crate::domain::{Ages, TokenHash};
 use crate::ledger::Ledger;
 use crate::limiter::WindowLimiter;
 use crate::password_checks::PasswordChecks;
@@ -31,6 +32,8 @@ pub struct FlowParts {
     pub db: Db,
     pub ledger: Ledger,
     pub registry: Registry,
+    /// Webhook events: the outbox and the endpoints' senders' wake-ups.
+    pub alerts: Alerts,
     pub clock: SharedClock,
     /// Failed sign-ins per client IP (`failed_logins_per_minute`).
     pub login_failures: WindowLimiter,
@@ -57,6 +60,16 @@ impl Flow {
     pub fn new(parts: FlowParts) -> Self {
         Self {
             inner: Arc::new(parts),
+        }
+    }
+}
+
+impl FlowParts {
+    /// The ages at which sessions turn `aging` and `overdue`.
+    pub fn ages(&self) -> Ages {
+        Ages {
+            aging_after: self.settings.peer_review.aging_after,
+            overdue_after: self.settings.peer_review.overdue_after,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::alarm::{self, Recorded};
 use super::{Flow, ReviewError, later};
 use crate::clock::rfc3339;
 use crate::domain::{Outcome, PendingCode, SessionToken, TokenHash};
@@ -69,6 +70,7 @@ async fn close_now(flow: &Flow, id: &str, outcome: Outcome) -> Result<bool, Revi
     match flow.ledger.writer.append(draft).await {
         Ok(receipt) => {
             tracing::info!(session_id = %id, outcome = %outcome, seq = receipt.seq, "pending session closed");
+            alarm::follow_up(flow, &Recorded::live(&session, None, outcome, &receipt)).await;
             apply_outcome(flow, id, outcome).await;
             crate::metrics::closed(outcome);
             Ok(true)
@@ -100,10 +102,23 @@ pub async fn apply_outcome(flow: &Flow, id: &str, outcome: Outcome) {
     }
 }
 
-/// Applies whatever the ledger says about a session.
+/// Applies whatever the ledger says about a session, follow-ups (alarm,
+/// webhook event) included: whoever appended it may have crashed before them.
 pub async fn settle_from_ledger(flow: &Flow, id: &str) {
-    match crate::ledger::read::outcome_of(&flow.ledger.reader, id).await {
-        Ok(Some(outcome)) => apply_outcome(flow, id, outcome).await,
+    match crate::ledger::read::entry_of(&flow.ledger.reader, id).await {
+        Ok(Some(entry)) => {
+            let Ok(outcome) = entry.fields.outcome.parse::<Outcome>() else {
+                flow.registry.abort_decision(id);
+                return;
+            };
+            if let Some(session) = flow.registry.get(id)
+                && let Some(recorded) =
+                    Recorded::from_ledger(&entry, session.requester, &flow.ages())
+            {
+                alarm::follow_up(flow, &recorded).await;
+            }
+            apply_outcome(flow, id, outcome).await;
+        }
         Ok(None) => flow.registry.abort_decision(id),
         Err(e) => {
             tracing::error!(session_id = %id, error = format!("{e:#}"), "reading an outcome failed");

@@ -8,6 +8,7 @@
 //! told; and once the ledger is asked to write, that sequence runs to the end
 //! even if the request that asked for it is dropped ([`run_to_end`]).
 
+mod alarm;
 mod decide;
 mod error;
 mod flow;
@@ -65,7 +66,10 @@ mod tests {
             .unwrap();
         let limiter =
             |n| crate::limiter::WindowLimiter::new(n, Duration::from_mins(1), clock.clone());
+        let alerts =
+            crate::alerts::Alerts::new(&settings, crate::store::open_outbox(dir).await.unwrap());
         let flow = Flow::new(FlowParts {
+            alerts,
             login_failures: limiter(100),
             login_failures_per_user: limiter(100),
             review_starts_per_user: limiter(100),

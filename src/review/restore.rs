@@ -1,9 +1,11 @@
 //! Rebuilding the registry from `app.sqlite` at start-up, and the settling
 //! sweep that mirrors any ledger outcome `app.sqlite` has not caught up with.
 
+use super::alarm::{self, Recorded};
 use super::{Flow, lifecycle};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::domain::{Client, Level, Outcome, PendingCode, Requester};
+use crate::ledger::read::StoredEntry;
 use crate::registry::PendingSession;
 use crate::store::flows;
 use crate::store::pending::{self, PendingRow, PendingStatus};
@@ -16,10 +18,13 @@ pub async fn restore(flow: &Flow) -> anyhow::Result<()> {
     let now = flow.clock.now();
     let (mut restored, mut settled) = (0, 0);
     for row in open {
-        let recorded = crate::ledger::read::outcome_of(&flow.ledger.reader, &row.id).await?;
-        match (recorded, row.status) {
+        let entry = recorded_entry(flow, &row.id).await?;
+        match (entry.as_ref().map(|(_, o)| *o), row.status) {
             (Some(Outcome::Approved), PendingStatus::Approved) => {}
             (Some(outcome), _) => {
+                if let Some((entry, _)) = &entry {
+                    follow_up(flow, entry, &row).await;
+                }
                 flows::mirror_outcome(&flow.db, &row.id, outcome, &rfc3339(now)).await?;
                 settled += 1;
             }
@@ -50,9 +55,9 @@ pub async fn settle_sweep(flow: &Flow) -> anyhow::Result<usize> {
         if row.status != PendingStatus::Pending {
             continue;
         }
-        if let Some(outcome) = crate::ledger::read::outcome_of(&flow.ledger.reader, &row.id).await?
-        {
+        if let Some((entry, outcome)) = recorded_entry(flow, &row.id).await? {
             tracing::warn!(session_id = %row.id, outcome = %outcome, "settling an outcome that was not mirrored");
+            follow_up(flow, &entry, &row).await;
             lifecycle::apply_outcome(flow, &row.id, outcome).await;
             settled += 1;
         }
@@ -60,14 +65,39 @@ pub async fn settle_sweep(flow: &Flow) -> anyhow::Result<usize> {
     Ok(settled)
 }
 
+/// The ledger's entry for a session and its outcome, if it has one.
+async fn recorded_entry(flow: &Flow, id: &str) -> anyhow::Result<Option<(StoredEntry, Outcome)>> {
+    let Some(entry) = crate::ledger::read::entry_of(&flow.ledger.reader, id).await? else {
+        return Ok(None);
+    };
+    let outcome = entry
+        .fields
+        .outcome
+        .parse::<Outcome>()
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some((entry, outcome)))
+}
+
+/// The alarm and webhook event of an outcome whose writer may have stopped
+/// before writing them (written once, however often this runs).
+async fn follow_up(flow: &Flow, entry: &StoredEntry, row: &PendingRow) {
+    if let Some(recorded) = Recorded::from_ledger(entry, requester_of(row), &flow.ages()) {
+        alarm::follow_up(flow, &recorded).await;
+    }
+}
+
+fn requester_of(row: &PendingRow) -> Requester {
+    Requester {
+        id: row.user.id.clone(),
+        username: row.user.username.clone(),
+        display_name: row.user.display_name.clone(),
+    }
+}
+
 fn restored_session(row: &PendingRow) -> anyhow::Result<PendingSession> {
     Ok(PendingSession {
         id: row.id.clone(),
-        requester: Requester {
-            id: row.user.id.clone(),
-            username: row.user.username.clone(),
-            display_name: row.user.display_name.clone(),
-        },
+        requester: requester_of(row),
         client: Client {
             ip: row.client_ip.clone(),
             user_agent: row.user_agent.clone(),

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Flow, ReviewError, later, lifecycle};
+use super::{Flow, ReviewError, alarm, later, lifecycle};
+use crate::alerts::EventKind;
 use crate::clock::rfc3339;
 use crate::domain::{
     Client, Level, Outcome, PendingCode, Requester, ReturnTo, SessionToken, TokenHash, Username,
@@ -95,6 +96,12 @@ pub async fn sign_in(flow: &Flow, request: SignInRequest) -> Result<SignIn, Revi
     };
     at_address.refund();
     for_user.refund();
+    if user.locked {
+        // The password was right, and that is the worry: a reviewer saw its
+        // holder fail the code. No pending session, nothing for reviewers.
+        tracing::warn!(user_id = %user.id, ip = %request.client.ip, "sign-in refused: the account is locked after a code mismatch");
+        return Err(ReviewError::AccountLocked);
+    }
     let device_trusted = match &request.device {
         Some(device) => {
             let now = rfc3339(flow.clock.now());
@@ -257,14 +264,17 @@ async fn open_review(flow: &Flow, user: &User, review: Review) -> Result<SignIn,
         &expires,
     )
     .await?;
+    let requester = Requester {
+        id: user.id.clone(),
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+    };
+    // Into the outbox before the reviewers hear of it.
+    alarm::waiting(flow, EventKind::Requested, &id, &requester, Level::New).await;
     flow.registry.insert(
         PendingSession {
             id: id.clone(),
-            requester: Requester {
-                id: user.id.clone(),
-                username: user.username.clone(),
-                display_name: user.display_name.clone(),
-            },
+            requester,
             client,
             created_at: now,
             expires_at,

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use super::{Flow, lifecycle, restore};
-use crate::domain::{Ages, Outcome};
+use super::{Flow, alarm, lifecycle, restore};
+use crate::alerts::EventKind;
+use crate::domain::{Level, Outcome};
+use crate::registry::Summary;
 
 /// How often the ticker looks at the registry.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -14,19 +16,17 @@ const SWEEP_EVERY_TICKS: u32 = 20;
 
 /// Runs until its owner (startup) stops it.
 pub async fn run_ticker(flow: Flow) {
-    let ages = Ages {
-        aging_after: flow.settings.peer_review.aging_after,
-        overdue_after: flow.settings.peer_review.overdue_after,
-    };
+    let ages = flow.ages();
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks = 0u32;
     loop {
         interval.tick().await;
-        let expired = flow.registry.tick(flow.clock.now(), &ages);
+        let ticked = flow.registry.tick(flow.clock.now(), &ages);
+        announce_levels(&flow, &ticked.promoted).await;
         // Expire concurrently so the appends share group commits.
         let mut closing = tokio::task::JoinSet::new();
-        for id in expired {
+        for id in ticked.expired {
             let flow = flow.clone();
             closing.spawn(async move {
                 if let Err(e) = lifecycle::close(&flow, &id, Outcome::Expired).await {
@@ -44,5 +44,19 @@ pub async fn run_ticker(flow: Flow) {
                 "the settling sweep failed; retrying later"
             );
         }
+    }
+}
+
+/// The webhook events of sessions that changed level: `review.overdue`, and
+/// `review.unattended` for one that turned `aging` while no reviewer had the
+/// inbox open.
+async fn announce_levels(flow: &Flow, promoted: &[Summary]) {
+    for s in promoted {
+        let kind = match s.level {
+            Level::Aging if flow.registry.reviewers_online() == 0 => EventKind::Unattended,
+            Level::Overdue => EventKind::Overdue,
+            _ => continue,
+        };
+        alarm::waiting(flow, kind, &s.session_id, &s.requester, s.level).await;
     }
 }

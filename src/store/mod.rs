@@ -5,6 +5,8 @@
 pub mod devices;
 pub mod downloads;
 pub mod flows;
+pub mod mismatches;
+pub mod outbox;
 pub mod pending;
 pub mod sessions;
 pub mod users;
@@ -67,6 +69,31 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
     users::normalise_usernames(&pool).await?;
     Ok(pool)
 }
+
+/// A small second pool on `app.sqlite` for the webhook outbox, whose
+/// commits skip their own fsync (`synchronous=NORMAL`; WAL). An outbox row is
+/// written on a decision's path before anyone is told, and a second fsync
+/// there would cost every decision about a millisecond. Nothing is lost on a
+/// process crash (the WAL is in the OS's cache), and the FULL commit that
+/// mirrors the outcome a moment later syncs the same WAL, outbox row
+/// included. Open it after [`open`] has migrated the file.
+pub async fn open_outbox(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+    let path = data_dir.join("app.sqlite");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(OUTBOX_CONNECTIONS)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("opening {} for the webhook outbox", path.display()))
+}
+
+/// Connections in the outbox pool: writers take turns anyway.
+const OUTBOX_CONNECTIONS: u32 = 2;
 
 /// Checks the linked SQLite against [`MIN_SQLITE_VERSION`] and returns its version.
 pub async fn check_sqlite_version(pool: &SqlitePool) -> anyhow::Result<String> {

@@ -51,7 +51,9 @@ impl From<crate::domain::Outcome> for PendingStatus {
         use crate::domain::Outcome;
         match outcome {
             Outcome::Approved => PendingStatus::Approved,
-            Outcome::Denied => PendingStatus::Denied,
+            // app.sqlite's CHECK constraint predates the mismatch outcome; the
+            // ledger holds the exact outcome, and `mismatches` the alarm.
+            Outcome::Denied | Outcome::Mismatch => PendingStatus::Denied,
             Outcome::Expired => PendingStatus::Expired,
             Outcome::Withdrawn => PendingStatus::Withdrawn,
         }

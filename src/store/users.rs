@@ -19,6 +19,8 @@ pub struct User {
     /// Skips peer review always (bootstrap admins).
     pub is_exempt: bool,
     pub disabled: bool,
+    /// Locked by a mismatch until `peergate user unlock`: sign-ins are refused.
+    pub locked: bool,
 }
 
 impl User {
@@ -43,7 +45,8 @@ pub struct NewUser {
 }
 
 pub(crate) const USER_COLUMNS: &str =
-    "u.id, u.username, u.display_name, u.is_reviewer, u.is_admin, u.is_exempt, u.disabled";
+    "u.id, u.username, u.display_name, u.is_reviewer, u.is_admin, u.is_exempt, u.disabled,
+     (u.locked_at IS NOT NULL) AS locked";
 
 pub(crate) fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -54,6 +57,7 @@ pub(crate) fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
         is_admin: flag(row.try_get("is_admin")?),
         is_exempt: flag(row.try_get("is_exempt")?),
         disabled: flag(row.try_get("disabled")?),
+        locked: flag(row.try_get("locked")?),
     })
 }
 
@@ -174,6 +178,16 @@ pub async fn disable(pool: &SqlitePool, username: &Username) -> anyhow::Result<b
     .await
     .context("ending a disabled user's sessions")?;
     tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Lifts a lock left by a mismatch; returns false when there is no such user.
+pub async fn unlock(db: impl SqliteExecutor<'_>, username: &Username) -> anyhow::Result<bool> {
+    let done = sqlx::query("UPDATE users SET locked_at = NULL WHERE username = ?")
+        .bind(username.as_str())
+        .execute(db)
+        .await
+        .context("unlocking a user")?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -59,8 +59,56 @@ fn duration(secs: Option<f64>) -> String {
     }
 }
 
+/// A code mismatch nobody has acknowledged yet.
+pub struct MismatchRow<'a> {
+    pub session_id: &'a str,
+    pub username: &'a str,
+    pub requester_name: &'a str,
+    pub requester_ip: &'a str,
+    pub reviewer_name: &'a str,
+    pub seq: i64,
+    pub entry_hash: &'a str,
+    pub recorded_at: &'a str,
+    /// Whether the mismatch locked the account, and whether it still is.
+    pub account_locked: bool,
+    pub locked_now: bool,
+}
+
+/// A configured webhook endpoint, without its URL (it may hold a secret).
+pub struct EndpointRow<'a> {
+    pub label: &'a str,
+    pub format: &'static str,
+    pub events: usize,
+    pub queued: i64,
+}
+
+/// One webhook delivery, as the history lists it.
+pub struct DeliveryRow<'a> {
+    /// The webhook-id receivers see.
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub endpoint: String,
+    pub created_at: &'a str,
+    pub status: &'a str,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    /// Why the last failed try failed (kept after a later success).
+    pub last_error: &'a str,
+    pub settled_at: Option<&'a str>,
+}
+
+/// The webhooks section: endpoints, recent deliveries, recent failures.
+pub struct WebhooksView<'a> {
+    pub endpoints: &'a [EndpointRow<'a>],
+    pub recent: &'a [DeliveryRow<'a>],
+    pub failures: &'a [DeliveryRow<'a>],
+}
+
 pub struct AdminView<'a> {
     pub user: Viewer<'a>,
+    /// Open code mismatches, shown first until acknowledged.
+    pub mismatches: &'a [MismatchRow<'a>],
+    pub webhooks: WebhooksView<'a>,
     pub head: Head,
     pub snapshot: &'a Snapshot,
     pub kpis: &'a Kpis,
@@ -80,6 +128,7 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
         Some(v.user),
         &html! {
             h1 { "Admin" }
+            @if !v.mismatches.is_empty() { (mismatch_alarm(v.mismatches)) }
             section.card {
                 h2 { "Peer review" }
                 div.kpis {
@@ -98,7 +147,7 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                         span.label { "decided within 10 min (goal 90%)" }
                     }
                 }
-                p.hint { "Seven-day figures. Times run from sign-in to the reviewer's decision; the share counts approved, denied and expired sessions (withdrawn ones are the requester's own choice)." }
+                p.hint { "Seven-day figures. Times run from sign-in to the reviewer's decision; the share counts approved, denied, mismatched and expired sessions (withdrawn ones are the requester's own choice)." }
             }
             section.card {
                 h2 { "Ledger" }
@@ -138,6 +187,7 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                 }
                 p { a href="/admin/ledger" { "Browse the whole ledger" } }
             }
+            (webhooks_card(&v.webhooks))
             section.card {
                 h2 { "Recent downloads" }
                 @if v.downloads.is_empty() {
@@ -160,6 +210,100 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
             }
         },
     )
+}
+
+/// The alarm at the top of the dashboard: each open mismatch, with a button
+/// that records who acknowledged it and when.
+fn mismatch_alarm(rows: &[MismatchRow<'_>]) -> Markup {
+    html! {
+        section.card.alarm #mismatches role="alert" aria-labelledby="mismatches-title" {
+            h2 #mismatches-title { "Code mismatch: someone else may hold a password" }
+            p {
+                "A reviewer reported that the code read back to them was not the one on their screen. "
+                "The person on the other end could not see the sign-in, so whoever typed the password is most likely someone else. "
+                "Reach the account's owner on a channel you trust, have the password changed, then unlock the account with "
+                code { "peergate user unlock USERNAME" } "."
+            }
+            ul.mismatches {
+                @for m in rows {
+                    li id={ "mismatch-" (m.session_id) } {
+                        strong { (m.requester_name) } " (" code { (m.username) } ") "
+                        "— reported by " (m.reviewer_name) " at " time datetime=(m.recorded_at) { (m.recorded_at) }
+                        ", sign-in from " span.mono { (m.requester_ip) }
+                        ", ledger entry " a href={ "/admin/ledger?before=" (m.seq + 1) } { "#" (m.seq) } " " (short(m.entry_hash)) ". "
+                        @if m.locked_now {
+                            span.badge.outcome-mismatch { "account locked" }
+                        } @else if m.account_locked {
+                            span.badge.outcome-approved { "unlocked since" }
+                        } @else {
+                            span.badge.outcome-denied { "not locked (lock_on_mismatch is off)" }
+                        }
+                        form.inline method="post" action={ "/admin/mismatches/" (m.session_id) "/acknowledge" } {
+                            button.primary type="submit" { "Acknowledge" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn delivery_table(rows: &[DeliveryRow<'_>]) -> Markup {
+    html! {
+        div.table-wrap {
+            table.entries.deliveries {
+                thead { tr { th { "Event" } th { "webhook-id" } th { "Endpoint" } th { "Created" } th { "Status" } th { "Tries" } th { "Last answer" } th { "Last failure" } th { "Settled" } } }
+                tbody {
+                    @for d in rows {
+                        tr class={ "delivery-" (d.status) } {
+                            td { code { (d.event_type) } }
+                            td.mono { (d.event_id) }
+                            td { (d.endpoint) }
+                            td { time datetime=(d.created_at) { (d.created_at) } }
+                            td { span class={ "badge delivery-" (d.status) } { (d.status) } }
+                            td { (d.attempts) }
+                            td { @if let Some(status) = d.last_status { "HTTP " (status) } }
+                            td { (d.last_error) }
+                            td { @if let Some(at) = d.settled_at { time datetime=(at) { (at) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn webhooks_card(w: &WebhooksView<'_>) -> Markup {
+    html! {
+        section.card #webhooks {
+            h2 { "Webhooks" }
+            @if w.endpoints.is_empty() {
+                p.muted { "No webhook endpoints are configured (" code { "[[alerts.webhook]]" } "; see the README, Alerts)." }
+            } @else {
+                table.entries {
+                    thead { tr { th { "Endpoint" } th { "Format" } th { "Events" } th { "Waiting to be delivered" } } }
+                    tbody {
+                        @for e in w.endpoints {
+                            tr { td { (e.label) } td { (e.format) } td { (e.events) } td { (e.queued) } }
+                        }
+                    }
+                }
+            }
+            h3 { "Recent failures" }
+            @if w.failures.is_empty() {
+                p.muted { "No failed attempts." }
+            } @else {
+                (delivery_table(w.failures))
+            }
+            h3 { "Recent deliveries" }
+            @if w.recent.is_empty() {
+                p.muted { "Nothing sent yet." }
+            } @else {
+                (delivery_table(w.recent))
+            }
+            p.hint { "Each event is tried up to 8 times (waiting 1 s, 2 s, 4 s, … between tries, 10 s per try), also across restarts; the webhook-id stays the same on every try." }
+        }
+    }
 }
 
 /// The query a ledger page was asked with, to build links.
@@ -188,7 +332,7 @@ pub fn ledger_page(
                 label for="outcome" { "Outcome" }
                 select #outcome name="outcome" {
                     option value="" { "any" }
-                    @for o in ["approved", "denied", "expired", "withdrawn"] {
+                    @for o in ["approved", "denied", "mismatch", "expired", "withdrawn"] {
                         option value=(o) selected[query.outcome == Some(o)] { (o) }
                     }
                 }

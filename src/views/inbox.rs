@@ -185,7 +185,9 @@ fn keyboard_help() -> Markup {
 }
 
 /// The drawer's content: who, from where, the code, and the decision form.
-pub fn detail(s: &PendingSession, now: DateTime<Utc>, error: Option<&str>) -> Markup {
+/// `locks` says whether a mismatch locks the account (`lock_on_mismatch`), so
+/// the form can say what that choice does.
+pub fn detail(s: &PendingSession, now: DateTime<Utc>, error: Option<&str>, locks: bool) -> Markup {
     let age = (now - s.created_at).num_seconds();
     html! {
         div.detail data-session=(s.id) {
@@ -208,7 +210,7 @@ pub fn detail(s: &PendingSession, now: DateTime<Utc>, error: Option<&str>) -> Ma
                 strong { "The code only proves that the person you are talking to can see this sign-in, not who they are. " }
                 "Call them back on a number you already know, or check with them in person."
             }
-            (decision_form(&s.id, error))
+            (decision_form(&s.id, error, locks))
         }
     }
 }
@@ -218,7 +220,7 @@ pub fn detail_view(me: Viewer<'_>, detail: &Markup) -> Markup {
     super::page("Review", Some(me), &html! { section.card { (detail) } })
 }
 
-pub fn decision_form(session_id: &str, error: Option<&str>) -> Markup {
+pub fn decision_form(session_id: &str, error: Option<&str>, locks: bool) -> Markup {
     html! {
         form.decision hx-post={ "/inbox/" (session_id) "/decision" } hx-target="#drawer-body" hx-swap="innerHTML"
             method="post" action={ "/inbox/" (session_id) "/decision" } {
@@ -229,6 +231,17 @@ pub fn decision_form(session_id: &str, error: Option<&str>) -> Markup {
                 legend { "Decision" }
                 label.inline { input type="radio" name="outcome" value="approve" required; " Approve" }
                 label.inline { input type="radio" name="outcome" value="deny"; " Deny" }
+                label.inline.mismatch {
+                    input #outcome-mismatch type="radio" name="outcome" value="mismatch" aria-describedby="mismatch-help";
+                    " The code did not match"
+                }
+                p.hint #mismatch-help {
+                    "Choose this if the code they read back to you is not the one above. "
+                    "Then the person you are talking to cannot see this sign-in, and someone else most likely typed the password. "
+                    "The sign-in ends, the requester is told only that it was denied, "
+                    @if locks { "the account is locked until an admin unlocks it, " }
+                    "and the admins are alerted. Leave the read-back box unticked; a note is optional."
+                }
             }
             label for="channel" { "How did you confirm?" }
             select #channel name="channel" required {
@@ -238,7 +251,7 @@ pub fn decision_form(session_id: &str, error: Option<&str>) -> Markup {
                 input type="checkbox" name="code_confirmed" value="on";
                 " The requester read this code back to me"
             }
-            label for="note" { "Note " span.muted { "(required to deny; at most 1000 characters)" } }
+            label for="note" { "Note " span.muted { "(required to deny, optional for a mismatch; at most 1000 characters)" } }
             textarea #note name="note" maxlength="1000" rows="3" {}
             div.actions {
                 button.primary type="submit" { "Record decision" }
@@ -249,16 +262,35 @@ pub fn decision_form(session_id: &str, error: Option<&str>) -> Markup {
 }
 
 /// What the decider sees once the ledger has the decision.
-pub fn recorded(outcome: Outcome, seq: i64, entry_hash: &str, name: &str, note: &str) -> Markup {
+pub fn recorded(
+    outcome: Outcome,
+    seq: i64,
+    entry_hash: &str,
+    name: &str,
+    note: &str,
+    locks: bool,
+) -> Markup {
+    let title = match outcome {
+        Outcome::Approved => "Approved",
+        Outcome::Mismatch => "Code mismatch recorded",
+        _ => "Denied",
+    };
     html! {
         div.detail.result {
             div.detail-head {
-                h2 #drawer-title { (if outcome == Outcome::Approved { "Approved" } else { "Denied" }) }
+                h2 #drawer-title { (title) }
                 button.close type="button" data-close-dialog aria-label="Close" { "×" }
             }
             p role="status" {
                 "Your decision on " (name) "'s sign-in is recorded in the ledger as entry "
                 strong { "#" (seq) } ", hash " code title=(entry_hash) { (&entry_hash[..12.min(entry_hash.len())]) "…" } "."
+            }
+            @if outcome == Outcome::Mismatch {
+                p.alert #mismatch-recorded {
+                    "The requester was told only that the sign-in was denied. The admins see an alarm on their page"
+                    @if locks { ", and " (name) "'s account stays locked until an admin unlocks it" }
+                    ". If you can, tell the account's owner on a channel you trust."
+                }
             }
             @if !note.is_empty() {
                 p { "Your note:" }
@@ -288,6 +320,7 @@ pub fn removed(session_id: &str, outcome: Outcome) -> Markup {
     let what = match outcome {
         Outcome::Approved => "was approved by another reviewer",
         Outcome::Denied => "was denied by another reviewer",
+        Outcome::Mismatch => "was reported by another reviewer: the code did not match",
         Outcome::Expired => "expired",
         Outcome::Withdrawn => "was withdrawn by the requester",
     };

@@ -179,7 +179,8 @@ pub fn approved_fragment() -> Markup {
 pub fn ended_fragment(outcome: crate::domain::Outcome) -> Markup {
     use crate::domain::Outcome;
     let (title, text) = match outcome {
-        Outcome::Denied => (
+        // A mismatch never reaches the requester as such (`as_told_to_requester`).
+        Outcome::Denied | Outcome::Mismatch => (
             "Sign-in denied",
             "A reviewer denied this sign-in. If it was you, contact your security team.",
         ),

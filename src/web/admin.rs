@@ -2,15 +2,16 @@
 //! with its checksum files, the head API; and `/metrics`.
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::extract::Admin;
 use crate::clock::rfc3339;
+use crate::config::WebhookFormat;
 use crate::domain::{Outcome, Username};
 use crate::error::{Error, Result};
 use crate::ledger::Snapshot;
@@ -18,10 +19,11 @@ use crate::ledger::export::ExportFormat;
 use crate::ledger::read::{self, EntryFilter, StoredEntry};
 use crate::state::AppState;
 use crate::store::downloads::Download;
+use crate::store::mismatches::{self, Mismatch};
 use crate::store::sessions::BrowserSession;
-use crate::store::{downloads, users};
+use crate::store::{downloads, outbox, users};
 use crate::views;
-use crate::views::admin::{DownloadRow, EntryRow};
+use crate::views::admin::{DownloadRow, EndpointRow, EntryRow, MismatchRow, WebhooksView};
 
 /// Entries per ledger page.
 const PAGE_SIZE: i64 = 50;
@@ -33,6 +35,10 @@ const RECENT_DOWNLOADS: i64 = 20;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin", get(dashboard))
+        .route(
+            "/admin/mismatches/{session_id}/acknowledge",
+            post(acknowledge_mismatch),
+        )
         .route("/admin/ledger", get(ledger_page))
         .route("/admin/exports/ledger.sqlite", get(download))
         .route("/admin/exports/ledger.sqlite.sha256", get(sha256_file))
@@ -51,7 +57,85 @@ async fn current_snapshot(app: &AppState) -> Result<std::sync::Arc<Snapshot>> {
         .map_err(|e| Error::Unavailable(format!("The ledger snapshot could not be made: {e:#}")))
 }
 
+/// Webhook deliveries listed on the dashboard, and failures.
+const RECENT_DELIVERIES: i64 = 20;
+const RECENT_FAILURES: i64 = 10;
+
+/// What the dashboard's webhooks section lists, read from the outbox.
+struct WebhookData {
+    depths: Vec<(String, i64)>,
+    recent: Vec<outbox::DeliveryRow>,
+    failures: Vec<outbox::DeliveryRow>,
+}
+
+async fn webhook_data(app: &AppState) -> Result<WebhookData> {
+    let db = app.alerts.db();
+    Ok(WebhookData {
+        depths: outbox::queue_depths(db).await?,
+        recent: outbox::recent(db, false, RECENT_DELIVERIES).await?,
+        failures: outbox::recent(db, true, RECENT_FAILURES).await?,
+    })
+}
+
+fn delivery_row<'a>(app: &AppState, d: &'a outbox::DeliveryRow) -> views::admin::DeliveryRow<'a> {
+    views::admin::DeliveryRow {
+        event_id: &d.event_id,
+        event_type: &d.event_type,
+        endpoint: app.alerts.label_of(&d.endpoint),
+        created_at: &d.created_at,
+        status: &d.status,
+        attempts: d.attempts,
+        last_status: d.last_status,
+        last_error: &d.last_error,
+        settled_at: d.settled_at.as_deref(),
+    }
+}
+
+fn endpoint_rows<'a>(app: &'a AppState, depths: &[(String, i64)]) -> Vec<EndpointRow<'a>> {
+    app.alerts
+        .endpoints()
+        .iter()
+        .map(|e| EndpointRow {
+            label: &e.label,
+            format: match e.settings.format {
+                WebhookFormat::Standard => "standard",
+                WebhookFormat::Slack => "slack",
+            },
+            events: e.settings.events.len(),
+            queued: depths
+                .iter()
+                .find(|(key, _)| *key == e.key)
+                .map_or(0, |(_, n)| *n),
+        })
+        .collect()
+}
+
+fn mismatch_row(m: &Mismatch) -> MismatchRow<'_> {
+    MismatchRow {
+        session_id: &m.session_id,
+        username: &m.username,
+        requester_name: &m.requester_name,
+        requester_ip: &m.requester_ip,
+        reviewer_name: &m.reviewer_name,
+        seq: m.seq,
+        entry_hash: &m.entry_hash,
+        recorded_at: &m.recorded_at,
+        account_locked: m.account_locked,
+        locked_now: m.locked_now,
+    }
+}
+
 async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<Response> {
+    let open_mismatches = mismatches::open(&app.db).await?;
+    let mismatch_rows: Vec<_> = open_mismatches.iter().map(mismatch_row).collect();
+    let hooks = webhook_data(&app).await?;
+    let endpoints = endpoint_rows(&app, &hooks.depths);
+    let recent_hooks: Vec<_> = hooks.recent.iter().map(|d| delivery_row(&app, d)).collect();
+    let failed_hooks: Vec<_> = hooks
+        .failures
+        .iter()
+        .map(|d| delivery_row(&app, d))
+        .collect();
     let snapshot = current_snapshot(&app).await?;
     let kpis = read::kpis(&app.ledger.reader, app.clock.now()).await?;
     let recent = downloads::recent(&app.db, RECENT_DOWNLOADS).await?;
@@ -60,6 +144,12 @@ async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<R
     let latest: Vec<_> = latest.iter().map(entry_row).collect();
     Ok(views::admin::dashboard(&views::admin::AdminView {
         user: super::viewer(&admin.user),
+        mismatches: &mismatch_rows,
+        webhooks: WebhooksView {
+            endpoints: &endpoints,
+            recent: &recent_hooks,
+            failures: &failed_hooks,
+        },
         head: app.ledger.writer.head(),
         snapshot: &snapshot,
         kpis: &kpis,
@@ -69,6 +159,21 @@ async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<R
         latest: &latest,
     })
     .into_response())
+}
+
+/// Records that an admin has seen a mismatch alarm: who and when. It leaves
+/// the top of the dashboard; the account stays locked until `user unlock`.
+async fn acknowledge_mismatch(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    Path(session_id): Path<String>,
+) -> Result<Response> {
+    let now = rfc3339(app.clock.now());
+    let user = &admin.user;
+    if mismatches::acknowledge(&app.db, &session_id, &user.id, &user.display_name, &now).await? {
+        tracing::info!(session_id = %session_id, admin_id = %user.id, "mismatch acknowledged");
+    }
+    Ok(Redirect::to("/admin").into_response())
 }
 
 #[derive(Deserialize)]
@@ -355,6 +460,12 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<Resp
         }
     }
     crate::metrics::set_pending(app.registry.len(), app.registry.reviewers_online());
+    if !app.alerts.endpoints().is_empty() {
+        let depths = outbox::queue_depths(app.alerts.db()).await?;
+        for row in endpoint_rows(&app, &depths) {
+            crate::metrics::set_webhook_queue(row.label, row.queued);
+        }
+    }
     let body = crate::metrics::prometheus()
         .map(metrics_exporter_prometheus::PrometheusHandle::render)
         .unwrap_or_default();

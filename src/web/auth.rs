@@ -116,7 +116,12 @@ async fn login_form(
             Ok((jar, to).into_response())
         }
         // Shown on the form, where the person is looking.
-        Err(e @ (Error::BadCredentials | Error::RateLimited { .. } | Error::Busy { .. })) => {
+        Err(
+            e @ (Error::BadCredentials
+            | Error::AccountLocked
+            | Error::RateLimited { .. }
+            | Error::Busy { .. }),
+        ) => {
             let page = views::auth::login(Some(&e.to_string()), &typed, return_to.as_ref());
             Ok((e.status(), e.headers(), page).into_response())
         }

@@ -294,13 +294,15 @@ pub fn requester_outcome(outcome: Outcome, format: Format) -> Option<Utf8Bytes> 
             Outcome::Approved => Some(json(&RequesterMessage::Approved {
                 complete_url: "/pending/complete",
             })),
-            Outcome::Denied => Some(json(&RequesterMessage::Denied)),
+            // The registry already tells a requester "denied" for a mismatch;
+            // this arm keeps it so should anything else pass one in.
+            Outcome::Denied | Outcome::Mismatch => Some(json(&RequesterMessage::Denied)),
             Outcome::Expired => Some(json(&RequesterMessage::Expired)),
             Outcome::Withdrawn => None,
         },
         Format::Html => Some(text(match outcome {
             Outcome::Approved => views::pending::approved_fragment().into_string(),
-            other => views::pending::ended_fragment(other).into_string(),
+            other => views::pending::ended_fragment(other.as_told_to_requester()).into_string(),
         })),
     }
 }

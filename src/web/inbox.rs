@@ -115,7 +115,8 @@ async fn detail_page(
         }
         Err(e) => return Err(e),
     };
-    let detail = views::inbox::detail(&session, app.clock.now(), None);
+    let locks = app.settings.peer_review.lock_on_mismatch;
+    let detail = views::inbox::detail(&session, app.clock.now(), None, locks);
     if htmx {
         Ok(detail.into_response())
     } else {
@@ -168,6 +169,7 @@ async fn decide_form(
                 &receipt.entry_hash,
                 &name,
                 note.as_str(),
+                app.settings.peer_review.lock_on_mismatch,
             );
             return Ok(partial.into_response());
         }
@@ -179,7 +181,8 @@ async fn decide_form(
     // form again with the reason; anything else says why nothing was recorded.
     let partial = match (&e, app.registry.get(&id)) {
         (Error::Invalid(message), Some(session)) => {
-            views::inbox::detail(&session, app.clock.now(), Some(message))
+            let locks = app.settings.peer_review.lock_on_mismatch;
+            views::inbox::detail(&session, app.clock.now(), Some(message), locks)
         }
         (Error::Invalid(message), None) => views::inbox::drawer_message("Not available", message),
         _ => views::inbox::drawer_message("Not recorded", &e.to_string()),

@@ -39,8 +39,18 @@ pub struct ChildServer {
 /// Starts `peergate serve` on port 0 with `data_dir`, and waits for its
 /// "listening" line.
 pub async fn spawn_child(data_dir: &Path, envs: &[(&str, &str)]) -> ChildServer {
+    spawn_child_with_args(data_dir, &[], envs).await
+}
+
+/// [`spawn_child`] with arguments before `serve` (e.g. `--config FILE`).
+pub async fn spawn_child_with_args(
+    data_dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> ChildServer {
     let mut command = peergate_command();
     command
+        .args(args)
         .arg("serve")
         .env("PEERGATE__SERVER__BIND", "127.0.0.1:0")
         .env("PEERGATE__SERVER__PUBLIC_URL", CHILD_ORIGIN)

@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod admin;
+mod alerts;
 mod backup;
 mod browser;
 mod child;
@@ -21,6 +22,7 @@ mod ledger;
 mod live;
 mod loadtest;
 mod logs;
+mod mismatch;
 mod shutdown;
 mod signin;
 mod upgrade;

@@ -670,3 +670,58 @@ async fn markup_in_a_note_stays_text_everywhere() {
     ada.close().await.unwrap();
     app.stop().await;
 }
+
+/// A reviewer hears a code that is not on the screen and says so in the
+/// drawer; the requester reads only "denied", and the admin page raises the
+/// alarm until an admin acknowledges it.
+#[tokio::test]
+async fn a_mismatch_in_the_drawer_raises_the_alarm_on_the_admin_page() {
+    let _slot = browser_slots().acquire().await.unwrap();
+    let Some(mut driver) = driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user("ada", "Ada Admin", ADMIN_REVIEWER).await;
+    app.add_user("uma", "Uma User", PLAIN).await;
+    let ada = driver.browser().await;
+    let requester = driver.browser().await;
+    sign_in_ui(&ada, &app, "ada").await;
+    open_inbox(&ada, &app).await;
+    sign_in_ui(&requester, &app, "uma").await;
+    wait_for(&requester, "#code-block", LONG).await;
+    let id = waiting_session_id(&app);
+    click_css(&ada, &format!("#row-{id} .row-open")).await;
+    wait_for(&ada, "dialog#drawer[open] form.decision", LONG).await;
+    let help = wait_text(&ada, "#mismatch-help").await;
+    assert!(
+        help.contains("someone else most likely typed the password"),
+        "{help}"
+    );
+    click_css(&ada, "input[name=outcome][value=mismatch]").await;
+    screenshot(&ada, "mismatch-drawer").await;
+    click_css(&ada, "form.decision button[type=submit]").await;
+    let recorded = wait_text(&ada, "#mismatch-recorded").await;
+    assert!(
+        recorded.contains("told only that the sign-in was denied"),
+        "{recorded}"
+    );
+
+    let message = wait_text(&requester, ".ended").await;
+    assert!(message.contains("denied"), "{message}");
+    assert!(!message.to_lowercase().contains("match"), "{message}");
+
+    ada.goto(&app.url("/admin")).await.unwrap();
+    let alarm = wait_text(&ada, "#mismatches").await;
+    assert!(
+        alarm.contains("Uma User") && alarm.to_lowercase().contains("account locked"),
+        "{alarm}"
+    );
+    screenshot(&ada, "mismatch-admin").await;
+    click_css(&ada, &format!("#mismatch-{id} button[type=submit]")).await;
+    wait_for(&ada, "#webhooks", LONG).await;
+    wait_gone(&ada, "#mismatches", LONG).await;
+    for b in [ada, requester] {
+        b.close().await.unwrap();
+    }
+    app.stop().await;
+}
