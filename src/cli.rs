@@ -69,36 +69,44 @@ pub enum Command {
 pub enum LoadtestCommand {
     /// Durable appends per second, group commit against one transaction per entry.
     Ledger {
+        /// Entries to append.
         #[arg(long, default_value_t = 50_000)]
         entries: usize,
-        /// Print one JSON object on the last line.
+        /// Print one JSON object on the last line, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Open and hold N reviewer sockets; report the server's memory per socket.
     Sockets {
+        /// Reviewer sockets to open.
         #[arg(long, default_value_t = 1000)]
         reviewers: usize,
         #[command(flatten)]
         target: crate::loadtest::server::TargetArgs,
+        /// Print one JSON object on the last line, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// With N reviewers connected, time each sign-in until the last reviewer has it.
     Broadcast {
+        /// Reviewer sockets to open.
         #[arg(long, default_value_t = 1000)]
         reviewers: usize,
+        /// Sign-ins to time.
         #[arg(long, default_value_t = 100)]
         sessions: usize,
         #[command(flatten)]
         target: crate::loadtest::server::TargetArgs,
+        /// Print one JSON object on the last line, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// With N reviewers connected, time each decision until the requester's socket has it.
     Decide {
+        /// Reviewer sockets to open.
         #[arg(long, default_value_t = 1000)]
         reviewers: usize,
+        /// Decisions to time.
         #[arg(long, default_value_t = 100)]
         decisions: usize,
         /// Configure two webhook endpoints (started here), one of them hanging.
@@ -106,6 +114,7 @@ pub enum LoadtestCommand {
         webhooks: bool,
         #[command(flatten)]
         target: crate::loadtest::server::TargetArgs,
+        /// Print one JSON object on the last line, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -113,6 +122,7 @@ pub enum LoadtestCommand {
     Flood {
         #[command(flatten)]
         flood: crate::loadtest::flood::FloodArgs,
+        /// Print one JSON object on the last line, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -120,8 +130,10 @@ pub enum LoadtestCommand {
     AuthRequest(crate::loadtest::authz::AuthRequestArgs),
     /// Build a ledger of N entries, then time a snapshot and `ledger verify`.
     Snapshot {
+        /// Entries in the ledger to build.
         #[arg(long, default_value_t = 1_000_000)]
         entries: usize,
+        /// Print one JSON object on the last line, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -136,15 +148,22 @@ pub enum UserCommand {
     /// Set an account's roles (the flags given are the new roles; absent ones are removed).
     SetRoles(SetRoles),
     /// Disable an account and end its sessions.
-    Disable { username: Username },
+    Disable {
+        /// The account to disable.
+        username: Username,
+    },
     /// Lift the lock a code mismatch left on an account (DESIGN.md §12).
-    Unlock { username: Username },
+    Unlock {
+        /// The locked account.
+        username: Username,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct AddUser {
     /// Letters, digits, `.`, `-`, `_` or `@`, in one script; kept in lower case.
     pub username: Username,
+    /// The name people see (reviewers, the ledger).
     #[arg(long)]
     pub display_name: String,
     #[command(flatten)]
@@ -163,6 +182,7 @@ pub struct AddUser {
 
 #[derive(Debug, Args)]
 pub struct SetRoles {
+    /// The account whose roles change.
     pub username: Username,
     #[command(flatten)]
     pub roles: RoleFlags,
@@ -197,6 +217,7 @@ pub enum LedgerCommand {
     /// Verify a ledger file offline. Exit 0 valid; 1 invalid, naming the first
     /// bad seq; 2 not a ledger.
     Verify {
+        /// The ledger file (a download, a backup, or the live file).
         file: PathBuf,
         /// A head remembered elsewhere, as SEQ:HASH: the ledger must contain it.
         #[arg(long, value_name = "SEQ:HASH")]
@@ -222,11 +243,15 @@ pub enum LedgerCommand {
     #[cfg(feature = "test-hooks")]
     #[command(hide = true)]
     Drill {
+        /// The scratch data dir.
         data_dir: PathBuf,
+        /// Where each acknowledged entry is logged.
         #[arg(long)]
         acks: PathBuf,
+        /// Stop after this many entries.
         #[arg(long, default_value_t = 100_000)]
         max_entries: usize,
+        /// Stop after this many seconds.
         #[arg(long, default_value_t = 60)]
         max_seconds: u64,
     },
@@ -612,4 +637,33 @@ async fn drill(
         worker.await??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand says what it does, and every flag and argument says
+    /// what it is for, in `--help`.
+    fn undescribed(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if command.get_about().is_none() {
+            missing.push(format!("{path}: no description"));
+        }
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                missing.push(format!("{path}: {id}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            undescribed(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_command_flag_and_argument_is_described() {
+        let mut missing = Vec::new();
+        undescribed(&super::Cli::command(), "peergate", &mut missing);
+        assert!(missing.is_empty(), "undescribed in --help: {missing:#?}");
+    }
 }
