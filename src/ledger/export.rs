@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::chain::EntryFields;
+
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -16,24 +18,11 @@ pub enum ExportFormat {
     Csv,
 }
 
-/// One entry, every column in the schema's order.
+/// One entry: every column (the hashed fields, then the chain fields).
 #[derive(Debug, Serialize)]
 pub struct ExportedEntry {
-    pub seq: i64,
-    pub entry_id: String,
-    pub session_id: String,
-    pub outcome: String,
-    pub requester_id: String,
-    pub requester_name: String,
-    pub requester_ip: String,
-    pub requester_user_agent: String,
-    pub reviewer_id: String,
-    pub reviewer_name: String,
-    pub channel: String,
-    pub code_confirmed: i64,
-    pub note: String,
-    pub session_created_at: String,
-    pub decided_at: String,
+    #[serde(flatten)]
+    pub fields: EntryFields,
     pub prev_hash: String,
     pub entry_hash: String,
 }
@@ -85,21 +74,23 @@ pub fn export(path: &Path, format: ExportFormat, out: impl Write) -> anyhow::Res
 
 fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExportedEntry> {
     Ok(ExportedEntry {
-        seq: row.get(0)?,
-        entry_id: row.get(1)?,
-        session_id: row.get(2)?,
-        outcome: row.get(3)?,
-        requester_id: row.get(4)?,
-        requester_name: row.get(5)?,
-        requester_ip: row.get(6)?,
-        requester_user_agent: row.get(7)?,
-        reviewer_id: row.get(8)?,
-        reviewer_name: row.get(9)?,
-        channel: row.get(10)?,
-        code_confirmed: row.get(11)?,
-        note: row.get(12)?,
-        session_created_at: row.get(13)?,
-        decided_at: row.get(14)?,
+        fields: EntryFields {
+            seq: row.get(0)?,
+            entry_id: row.get(1)?,
+            session_id: row.get(2)?,
+            outcome: row.get(3)?,
+            requester_id: row.get(4)?,
+            requester_name: row.get(5)?,
+            requester_ip: row.get(6)?,
+            requester_user_agent: row.get(7)?,
+            reviewer_id: row.get(8)?,
+            reviewer_name: row.get(9)?,
+            channel: row.get(10)?,
+            code_confirmed: row.get(11)?,
+            note: row.get(12)?,
+            session_created_at: row.get(13)?,
+            decided_at: row.get(14)?,
+        },
         prev_hash: row.get(15)?,
         entry_hash: row.get(16)?,
     })
@@ -131,23 +122,24 @@ impl<W: Write> Sink<W> {
                 out.write_all(b"\n")?;
             }
             Sink::Csv(writer) => {
-                let (seq, confirmed) = (entry.seq.to_string(), entry.code_confirmed.to_string());
+                let f = &entry.fields;
+                let (seq, confirmed) = (f.seq.to_string(), f.code_confirmed.to_string());
                 let cells = [
                     &seq,
-                    &entry.entry_id,
-                    &entry.session_id,
-                    &entry.outcome,
-                    &entry.requester_id,
-                    &entry.requester_name,
-                    &entry.requester_ip,
-                    &entry.requester_user_agent,
-                    &entry.reviewer_id,
-                    &entry.reviewer_name,
-                    &entry.channel,
+                    &f.entry_id,
+                    &f.session_id,
+                    &f.outcome,
+                    &f.requester_id,
+                    &f.requester_name,
+                    &f.requester_ip,
+                    &f.requester_user_agent,
+                    &f.reviewer_id,
+                    &f.reviewer_name,
+                    &f.channel,
                     &confirmed,
-                    &entry.note,
-                    &entry.session_created_at,
-                    &entry.decided_at,
+                    &f.note,
+                    &f.session_created_at,
+                    &f.decided_at,
                     &entry.prev_hash,
                     &entry.entry_hash,
                 ];

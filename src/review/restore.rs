@@ -56,7 +56,13 @@ pub async fn settle_sweep(flow: &Flow) -> anyhow::Result<usize> {
             continue;
         }
         if let Some((entry, outcome)) = recorded_entry(flow, &row.id).await? {
-            tracing::warn!(session_id = %row.id, outcome = %outcome, "settling an outcome that was not mirrored");
+            if flow.registry.get(&row.id).is_some_and(|s| s.deciding) {
+                // Most likely a decision finishing right now (it mirrors
+                // itself a moment later); applying it twice is harmless.
+                tracing::debug!(session_id = %row.id, outcome = %outcome, "settling an outcome being mirrored");
+            } else {
+                tracing::warn!(session_id = %row.id, outcome = %outcome, "settling an outcome that was not mirrored");
+            }
             follow_up(flow, &entry, &row).await;
             lifecycle::apply_outcome(flow, &row.id, outcome).await;
             settled += 1;

@@ -199,11 +199,7 @@ async fn serve_inbox(
             },
             incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
-            changed = going_away.changed() => match changed {
-                Ok(()) if flag_set(&mut going_away) => Step::Send(going_away_frame()),
-                Ok(()) => Step::Skip,
-                Err(_) => Step::Stop,
-            },
+            changed = going_away.changed() => shutting_down(changed, &mut going_away),
             // A periodic check, and an immediate one when an account changed.
             _ = timers.recheck.tick() => reviewer_check(still_reviewer(&app, &token).await),
             changed = accounts.changed() => {
@@ -390,11 +386,7 @@ async fn serve_pending(
             },
             incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
-            changed = going_away.changed() => match changed {
-                Ok(()) if flag_set(&mut going_away) => Step::Send(going_away_frame()),
-                Ok(()) => Step::Skip,
-                Err(_) => Step::Stop,
-            },
+            changed = going_away.changed() => shutting_down(changed, &mut going_away),
             changed = accounts.changed() => {
                 let alive = crate::review::browser_session(&app.flow, &token).await;
                 if changed.is_ok() && !matches!(alive, Ok(None)) {
@@ -411,9 +403,16 @@ async fn serve_pending(
     }
 }
 
-/// Reads a watched flag without holding its guard across an `.await`.
-fn flag_set(flag: &mut tokio::sync::watch::Receiver<bool>) -> bool {
-    *flag.borrow_and_update()
+/// Closes the socket with 1001 once the server starts shutting down.
+fn shutting_down(
+    changed: Result<(), tokio::sync::watch::error::RecvError>,
+    going_away: &mut tokio::sync::watch::Receiver<bool>,
+) -> Step {
+    match changed {
+        Ok(()) if *going_away.borrow_and_update() => Step::Send(going_away_frame()),
+        Ok(()) => Step::Skip,
+        Err(_) => Step::Stop,
+    }
 }
 
 /// The close frame for a server that is shutting down: the page reconnects

@@ -382,7 +382,14 @@ async fn a_killed_writer_loses_no_acknowledged_entry() {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        // Kill at a different moment each round, mid-batch most likely.
+        // Once the drill is writing (a busy machine may take a while to
+        // start it), kill at a different moment each round, mid-batch most
+        // likely.
+        let started = std::time::Instant::now();
+        let written = |path: &std::path::Path| std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        while !written(&acks) && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let wait = 300 + (round * 173 + rand_ms()) % 700;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         child.start_kill().unwrap();
