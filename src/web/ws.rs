@@ -199,7 +199,7 @@ async fn serve_inbox(
             },
             incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
-            changed = going_away.changed() => shutting_down(changed, &mut going_away),
+            changed = going_away.changed() => shutting_down(&changed, &mut going_away),
             // A periodic check, and an immediate one when an account changed.
             _ = timers.recheck.tick() => reviewer_check(still_reviewer(&app, &token).await),
             changed = accounts.changed() => {
@@ -386,7 +386,7 @@ async fn serve_pending(
             },
             incoming = rx.next() => heard(incoming.as_ref(), &mut timers.last_heard),
             gone = ended.recv() => signed_out(gone, &token),
-            changed = going_away.changed() => shutting_down(changed, &mut going_away),
+            changed = going_away.changed() => shutting_down(&changed, &mut going_away),
             changed = accounts.changed() => {
                 let alive = crate::review::browser_session(&app.flow, &token).await;
                 if changed.is_ok() && !matches!(alive, Ok(None)) {
@@ -405,7 +405,7 @@ async fn serve_pending(
 
 /// Closes the socket with 1001 once the server starts shutting down.
 fn shutting_down(
-    changed: Result<(), tokio::sync::watch::error::RecvError>,
+    changed: &Result<(), tokio::sync::watch::error::RecvError>,
     going_away: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Step {
     match changed {
