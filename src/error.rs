@@ -9,7 +9,9 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::review::{InvalidDecision, ReviewError};
 
@@ -65,11 +67,45 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
-/// What the error renderer needs, attached to the response.
-#[derive(Debug, Clone)]
+/// What the error renderer needs, attached to the response; also the inner
+/// object of the JSON error body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorInfo {
+    /// What went wrong, for programs: one of [`API_ERROR_CODES`] on the API.
+    #[schema(schema_with = api_error_codes)]
     pub code: &'static str,
+    /// What went wrong, for people.
     pub message: String,
+}
+
+/// The JSON error body of DESIGN.md §4: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+/// Every `code` the JSON API can answer with: DESIGN.md §4's list, and
+/// `internal` for a 500. (`not_approved` is only ever shown as a page.)
+pub const API_ERROR_CODES: [&str; 10] = [
+    "unauthenticated",
+    "forbidden",
+    "self_review",
+    "not_found",
+    "already_decided",
+    "expired",
+    "invalid",
+    "rate_limited",
+    "unavailable",
+    "internal",
+];
+
+/// [`ErrorInfo::code`]'s schema: a string, one of [`API_ERROR_CODES`].
+fn api_error_codes() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("What went wrong, for programs."))
+        .enum_values(Some(API_ERROR_CODES))
+        .build()
 }
 
 impl Error {
@@ -150,9 +186,11 @@ impl IntoResponse for Error {
         };
         let info = ErrorInfo {
             code: this.code(),
-            message: message.clone(),
+            message,
         };
-        let body = Json(json!({"error": {"code": info.code, "message": message}}));
+        let body = Json(ErrorBody {
+            error: info.clone(),
+        });
         let mut response = (this.status(), this.headers(), body).into_response();
         response.extensions_mut().insert(info);
         response
@@ -209,4 +247,38 @@ fn storage_unavailable(error: &anyhow::Error) -> bool {
                 .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13)),
             _ => false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema's list of codes covers every error the API can return.
+    #[test]
+    fn api_error_codes_cover_every_variant() {
+        let every = [
+            Error::Unauthenticated,
+            Error::BadCredentials,
+            Error::Forbidden(String::new()),
+            Error::AccountLocked,
+            Error::SelfReview,
+            Error::NotFound(String::new()),
+            Error::AlreadyDecided,
+            Error::Expired,
+            Error::Invalid(String::new()),
+            Error::RateLimited {
+                retry_after_secs: 1,
+            },
+            Error::Busy {
+                retry_after_secs: 1,
+            },
+            Error::Unavailable(String::new()),
+            Error::Internal(anyhow::anyhow!("boom")),
+        ];
+        for e in every {
+            assert!(API_ERROR_CODES.contains(&e.code()), "{}", e.code());
+        }
+        // Only `/pending/complete`, a page, answers `not_approved`.
+        assert!(!API_ERROR_CODES.contains(&Error::NotApproved.code()));
+    }
 }

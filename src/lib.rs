@@ -22,7 +22,8 @@
 //! - `password_checks`: the bounded pool sign-in password checks run on.
 //! - `limiter`: failed sign-ins per username and per IP.
 //! - `web`: routers, extractors and middleware (`web::authz` answers reverse
-//!   proxies' forward-auth questions from `web::session_cache`); `views`: maud pages.
+//!   proxies' forward-auth questions from `web::session_cache`; `web::openapi`
+//!   serves the API's OpenAPI document); `views`: maud pages.
 //! - `loadtest`: the load generator behind BENCHMARKS.md.
 //! - `error`: the HTTP error type; `metrics`: metric names; `telemetry`: logs.
 

@@ -43,14 +43,18 @@ pub struct PendingSession {
 }
 
 /// `Summary` of DESIGN.md §4: a pending session without its code.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub session_id: String,
     pub requester: Requester,
+    /// RFC 3339 UTC with milliseconds.
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub age_seconds: i64,
     pub level: Level,
     pub client: Client,
+    /// The reviewer who has the session open (a soft claim), or null.
+    #[schema(required = true)]
     pub claimed_by: Option<Reviewer>,
 }
 

@@ -98,8 +98,8 @@ impl AllowedHosts {
     }
 }
 
-/// A role a `[[forward_auth.rule]]` may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A role a `[[forward_auth.rule]]` may ask for, and `/api/v1/me` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Reviewer,

@@ -75,7 +75,7 @@ impl FromStr for Outcome {
 }
 
 /// The channel over which the reviewer confirmed the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Call,

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// Who asked for review.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Requester {
     /// The user's stable id (the ledger records this, not the username).
     pub id: String,
@@ -14,7 +14,7 @@ pub struct Requester {
 
 /// A reviewer, by stable id and display name at the time. Only the display
 /// name is ever shown to others.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Reviewer {
     #[serde(skip)]
     pub id: String,
@@ -22,9 +22,11 @@ pub struct Reviewer {
 }
 
 /// Where a sign-in came from, as the ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Client {
+    /// The client's address (behind a trusted proxy, the forwarded one).
     pub ip: String,
+    /// The `User-Agent` the browser sent, possibly empty.
     pub user_agent: String,
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Outcome;
 
 /// The ageing level shown in the inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     New,
@@ -46,8 +46,10 @@ impl Ages {
     }
 }
 
-/// What a reviewer decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a reviewer decided. The API takes it as a word ([`Verdict::parse`]);
+/// the schema lists the same words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
 pub enum Verdict {
     Approve,
     Deny,

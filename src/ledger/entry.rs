@@ -86,10 +86,14 @@ impl LedgerDraft {
 
 /// The durable record of an append: the reply the writer sends once the batch
 /// holding the entry has committed. Serialised as the API's `entry` object.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Receipt {
+    /// The entry's position in the chain, from 1.
     pub seq: i64,
     pub entry_id: String,
+    /// The entry's hash (hex), as DESIGN.md §5 computes it.
     pub entry_hash: String,
+    /// RFC 3339 UTC with milliseconds.
+    #[schema(format = DateTime)]
     pub decided_at: String,
 }

@@ -7,8 +7,9 @@ use sqlx::SqliteExecutor;
 
 use super::users::{USER_COLUMNS, User, user_from_row};
 
-/// A pending session's status in `app.sqlite`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A pending session's status in `app.sqlite`, and `/api/v1/pending`'s `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum PendingStatus {
     Pending,
     /// Approved in the ledger; the requester has not completed sign-in yet.

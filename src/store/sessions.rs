@@ -8,7 +8,9 @@ use sqlx::SqliteExecutor;
 use super::users::{USER_COLUMNS, User, user_from_row};
 use crate::domain::TokenHash;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serialised as `/api/v1/me`'s and `/api/v1/login`'s `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Passed the password step; waiting for a reviewer.
     HalfAuthenticated,

@@ -8,12 +8,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::Admin;
 use crate::clock::rfc3339;
 use crate::config::WebhookFormat;
 use crate::domain::{Outcome, Username};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::ledger::Snapshot;
 use crate::ledger::export::ExportFormat;
 use crate::ledger::read::{self, EntryFilter, StoredEntry};
@@ -416,21 +417,41 @@ async fn blake3_file(State(app): State<AppState>, Admin(_): Admin) -> Result<Res
 }
 
 /// `GET /api/v1/admin/ledger/head`'s answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct HeadResponse<'a> {
+    /// The last entry's sequence number (0 for an empty ledger).
     seq: i64,
+    /// The last entry's hash (hex): pin it with `ledger verify --expect-head SEQ:HASH`.
     head_hash: String,
     snapshot: SnapshotInfo<'a>,
 }
 
-#[derive(Serialize)]
+/// The ledger snapshot `/admin/exports/ledger.sqlite` serves, with its checksums.
+#[derive(Serialize, ToSchema)]
 struct SnapshotInfo<'a> {
     filename: &'a str,
+    /// Its size in bytes.
     bytes: u64,
+    /// BLAKE3 of the file (hex), as in `ledger.sqlite.b3`.
     blake3: &'a str,
+    /// SHA-256 of the file (hex), as in `ledger.sqlite.sha256`.
     sha256: &'a str,
 }
 
+/// The ledger head and the current snapshot's checksums.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/ledger/head",
+    operation_id = "ledger_head",
+    tag = "admin",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The head and the snapshot", body = HeadResponse),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the snapshot could not be made", body = ErrorBody),
+    )
+)]
 async fn head_api(State(app): State<AppState>, Admin(_): Admin) -> Result<Response> {
     let snapshot = current_snapshot(&app).await?;
     Ok(Json(HeadResponse {

@@ -6,11 +6,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::cookies;
 use super::extract::{self, ClientOf, MaybeSession, ReturnToQuery, ValidForm, ValidJson};
-use crate::domain::{Client, ReturnTo, SessionToken};
-use crate::error::{Error, Result};
+use crate::domain::{Client, ReturnTo, Role, SessionToken};
+use crate::error::{Error, ErrorBody, Result};
 use crate::review::{self, SignIn, SignInRequest};
 use crate::state::AppState;
 use crate::store::sessions::{BrowserSession, SessionState};
@@ -24,7 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/me", get(me))
 }
 
-#[derive(Deserialize)]
+/// A password sign-in, as the form and `POST /api/v1/login` take it.
+#[derive(Deserialize, ToSchema)]
 pub struct Credentials {
     username: String,
     password: String,
@@ -34,23 +36,27 @@ pub struct Credentials {
 }
 
 /// `POST /api/v1/login`'s answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LoginResponse {
-    state: &'static str,
+    /// `half_authenticated`: go to `/pending` and wait for a reviewer.
+    state: SessionState,
 }
 
 /// `GET /api/v1/me`'s answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MeResponse<'a> {
     user: MeUser<'a>,
-    state: &'static str,
+    state: SessionState,
 }
 
-#[derive(Serialize)]
+/// The signed-in user, as `/api/v1/me` shows them.
+#[derive(Serialize, ToSchema)]
 struct MeUser<'a> {
     id: &'a str,
     username: &'a str,
     display_name: &'a str,
+    /// `reviewer` and `admin`, independent of each other; may be empty.
+    #[schema(value_type = Vec<Role>)]
     roles: Vec<&'static str>,
 }
 
@@ -129,6 +135,23 @@ async fn login_form(
     }
 }
 
+/// Signs in with a password. The answer sets the session cookie; a
+/// half-authenticated session then waits for peer review.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    operation_id = "login",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in; `Set-Cookie` carries the session", body = LoginResponse),
+        (status = 401, description = "`unauthenticated`: wrong username or password (one message for every cause)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the account is locked after a mismatch, or the request came from another origin", body = ErrorBody),
+        (status = 422, description = "`invalid`: not a JSON body of this shape", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`unavailable`: too many password checks at once", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 async fn login_api(
     State(app): State<AppState>,
     jar: CookieJar,
@@ -139,8 +162,8 @@ async fn login_api(
     let return_to = extract::return_to(&app, credentials.rd.as_deref());
     let outcome = attempt(&app, &jar, client, session.as_ref(), credentials, return_to).await?;
     let state = match outcome {
-        SignIn::Authenticated(_) => "authenticated",
-        SignIn::HalfAuthenticated(_) => "half_authenticated",
+        SignIn::Authenticated(_) => SessionState::Authenticated,
+        SignIn::HalfAuthenticated(_) => SessionState::HalfAuthenticated,
     };
     let jar = jar.add(cookies::session(&app, outcome.token()));
     Ok((jar, Json(LoginResponse { state })).into_response())
@@ -166,6 +189,18 @@ async fn logout(
     Ok((jar, Redirect::to(to)).into_response())
 }
 
+/// Who is signed in, and whether fully.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "auth",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The session's user", body = MeResponse),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    )
+)]
 async fn me(MaybeSession(session): MaybeSession) -> Result<Response> {
     let session = session.ok_or(Error::Unauthenticated)?;
     let user = &session.user;
@@ -176,7 +211,7 @@ async fn me(MaybeSession(session): MaybeSession) -> Result<Response> {
             display_name: &user.display_name,
             roles: user.roles().names(),
         },
-        state: session.state.as_str(),
+        state: session.state,
     })
     .into_response())
 }

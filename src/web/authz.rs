@@ -26,7 +26,7 @@ use axum_extra::extract::CookieJar;
 use super::cookies;
 use super::session_cache::{self, Passport};
 use crate::domain::{OriginalRequest, SessionToken, admits};
-use crate::error::Error;
+use crate::error::{Error, ErrorBody};
 use crate::state::AppState;
 
 /// The headers a successful answer carries, in [`Passport::headers`]' order.
@@ -55,6 +55,32 @@ enum Hook {
     AuthRequest,
 }
 
+/// Caddy's `forward_auth` and Traefik's `ForwardAuth` (any method is answered).
+#[utoipa::path(
+    get,
+    path = "/api/v1/authz/forward-auth",
+    operation_id = "forward_auth",
+    tag = "forward auth",
+    params(
+        ("X-Forwarded-Method" = Option<String>, Header, description = "The original request's method (GET when absent)"),
+        ("X-Forwarded-Proto" = String, Header, description = "Its scheme"),
+        ("X-Forwarded-Host" = String, Header, description = "Its host: one of `forward_auth.allowed_hosts`"),
+        ("X-Forwarded-Uri" = String, Header, description = "Its path and query"),
+    ),
+    responses(
+        (status = 200, description = "Admitted; empty body", headers(
+            ("Remote-User" = String, description = "The username"),
+            ("Remote-Name" = String, description = "The display name"),
+            ("Remote-Groups" = String, description = "Roles, comma-separated; sent even when empty"),
+            ("Remote-Session-Expires" = String, description = "When the session ends (RFC 3339)"),
+        )),
+        (status = 302, description = "Not signed in, and the original request is a GET or HEAD for a page: sign in first", headers(
+            ("Location" = String, description = "`{public_url}/login?rd={original URL, percent-encoded}`"),
+        )),
+        (status = 401, description = "`unauthenticated`: not fully signed in", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the rule refuses this user, the host is not allowed, forward auth is off, or forwarded headers came from an untrusted peer", body = ErrorBody),
+    )
+)]
 async fn forward_auth(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -64,6 +90,27 @@ async fn forward_auth(
     answer(&app, peer, &jar, &headers, Hook::ForwardAuth).await
 }
 
+/// nginx's `auth_request` (any method is answered).
+#[utoipa::path(
+    get,
+    path = "/api/v1/authz/auth-request",
+    operation_id = "auth_request",
+    tag = "forward auth",
+    params(
+        ("X-Original-URL" = Option<String>, Header, description = "The original request's URL; else the `X-Forwarded-*` headers are read"),
+        ("X-Original-Method" = Option<String>, Header, description = "Its method (GET when absent)"),
+    ),
+    responses(
+        (status = 200, description = "Admitted; empty body", headers(
+            ("Remote-User" = String, description = "The username"),
+            ("Remote-Name" = String, description = "The display name"),
+            ("Remote-Groups" = String, description = "Roles, comma-separated; sent even when empty"),
+            ("Remote-Session-Expires" = String, description = "When the session ends (RFC 3339)"),
+        )),
+        (status = 401, description = "`unauthenticated`: not fully signed in (nginx turns it into the redirect)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the rule refuses this user, the host is not allowed, forward auth is off, or forwarded headers came from an untrusted peer", body = ErrorBody),
+    )
+)]
 async fn auth_request(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use super::extract::MaybeSession;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
 use crate::store::sessions::SessionState;
 use crate::views;
@@ -30,6 +30,16 @@ async fn home(MaybeSession(session): MaybeSession) -> Response {
 }
 
 /// `200 ok` when both databases answer.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Both databases answer", body = String, content_type = "text/plain", example = "ok"),
+        (status = 503, description = "`unavailable`: the message names the failing database", body = ErrorBody),
+    )
+)]
 async fn healthz(State(app): State<AppState>) -> Result<Response> {
     let app_db = crate::store::ping(&app.db).await;
     let ledger = crate::ledger::read::ping(&app.ledger.reader).await;

@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::{IsHtmx, ReviewerSession, ValidForm, ValidJson};
-use crate::error::{Error, Result};
+use crate::domain::{Channel, Verdict};
+use crate::error::{Error, ErrorBody, Result};
 use crate::ledger::Receipt;
 use crate::registry::{PendingSession, Summary};
 use crate::review::{self, Decision};
@@ -31,31 +33,43 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /api/v1/inbox`'s answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InboxResponse {
+    /// Oldest first; never the reviewer's own session, never a code.
     sessions: Vec<Summary>,
 }
 
 /// `GET /api/v1/inbox/{id}`'s answer: the summary and the code.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DetailResponse<'a> {
     #[serde(flatten)]
     summary: Summary,
+    /// The code the requester should read back.
+    #[schema(pattern = "^[0-9]{6}$")]
     code: &'a str,
 }
 
 /// A decision's answer: the ledger entry that records it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DecisionResponse {
     entry: Receipt,
 }
 
-/// A decision as the API takes it.
-#[derive(Deserialize)]
+/// A decision as the API takes it. The words are checked by
+/// [`Decision::parse`], which says what is wrong; the schema lists them.
+#[derive(Deserialize, ToSchema)]
 struct DecisionInput {
+    /// `approve` needs `code_confirmed`; `deny` needs a note; `mismatch` (the
+    /// code read back was not this one) needs `code_confirmed` false.
+    #[schema(value_type = Verdict)]
     outcome: String,
+    /// How the reviewer reached the requester.
+    #[schema(value_type = Channel)]
     channel: String,
+    /// The requester read this code back to the reviewer.
     code_confirmed: bool,
+    /// The attestation: at most 1000 characters of printable text, newlines allowed.
+    #[schema(max_length = 1000)]
     note: String,
 }
 
@@ -126,6 +140,20 @@ async fn detail_page(
 
 /// Marks the session as being looked at by this reviewer (a soft claim: it
 /// locks no one out) and tells the others and the requester.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inbox/{session_id}/claim",
+    operation_id = "claim",
+    tag = "reviewer",
+    security(("session" = [])),
+    params(("session_id" = String, Path, description = "The pending session")),
+    responses(
+        (status = 204, description = "Claimed: other reviewers see `claimed_by`, the requester sees who is looking"),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (not a reviewer, or another origin) or `self_review`", body = ErrorBody),
+        (status = 404, description = "`not_found`: the session no longer waits", body = ErrorBody),
+    )
+)]
 async fn claim(
     State(app): State<AppState>,
     ReviewerSession(me): ReviewerSession,
@@ -190,6 +218,19 @@ async fn decide_form(
     Ok((e.status(), partial).into_response())
 }
 
+/// The sessions waiting for review.
+#[utoipa::path(
+    get,
+    path = "/api/v1/inbox",
+    operation_id = "inbox",
+    tag = "reviewer",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Pending sessions, oldest first, without codes", body = InboxResponse),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not a reviewer", body = ErrorBody),
+    )
+)]
 async fn inbox_api(
     State(app): State<AppState>,
     ReviewerSession(me): ReviewerSession,
@@ -199,6 +240,21 @@ async fn inbox_api(
     })
 }
 
+/// One pending session, with its current code. Looking does not claim it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/inbox/{session_id}",
+    operation_id = "inbox_detail",
+    tag = "reviewer",
+    security(("session" = [])),
+    params(("session_id" = String, Path, description = "The pending session")),
+    responses(
+        (status = 200, description = "The summary and the code", body = DetailResponse),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (not a reviewer) or `self_review`", body = ErrorBody),
+        (status = 404, description = "`not_found`: the session no longer waits", body = ErrorBody),
+    )
+)]
 async fn detail_api(
     State(app): State<AppState>,
     ReviewerSession(me): ReviewerSession,
@@ -212,6 +268,26 @@ async fn detail_api(
     .into_response())
 }
 
+/// Approves, denies or records a mismatch. The answer comes once the ledger
+/// entry is durable.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inbox/{session_id}/decision",
+    operation_id = "decide",
+    tag = "reviewer",
+    security(("session" = [])),
+    params(("session_id" = String, Path, description = "The pending session")),
+    request_body = DecisionInput,
+    responses(
+        (status = 200, description = "Recorded in the ledger", body = DecisionResponse),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (not a reviewer, or another origin) or `self_review`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such session", body = ErrorBody),
+        (status = 409, description = "`already_decided` or `expired`", body = ErrorBody),
+        (status = 422, description = "`invalid`: the message says what to fix", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the ledger could not record it, so nothing changed", body = ErrorBody),
+    )
+)]
 async fn decide_api(
     State(app): State<AppState>,
     ReviewerSession(me): ReviewerSession,

@@ -3,7 +3,9 @@
 //! Layers, outermost first: tracing, error rendering, the origin check, body
 //! limit, then the session lookup that every handler's extractors read. The
 //! forward-auth endpoints (`authz`) sit outside the last three: they change
-//! nothing and do their own cached session lookup.
+//! nothing and do their own cached session lookup. So does the OpenAPI
+//! document (`openapi`): it is the same for everyone, so it needs no session,
+//! and a half-authenticated browser may read it like an anonymous one.
 
 pub mod admin;
 pub mod auth;
@@ -14,6 +16,7 @@ pub mod extract;
 pub mod home;
 pub mod inbox;
 pub mod middleware;
+pub mod openapi;
 pub mod pending;
 pub mod serve;
 pub mod session_cache;
@@ -88,6 +91,7 @@ pub fn create_app(state: AppState) -> Router {
     Router::new()
         .merge(pages)
         .merge(authz::router())
+        .merge(openapi::router())
         .layer(axum::middleware::from_fn(middleware::render_errors))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

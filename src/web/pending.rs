@@ -7,12 +7,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::cookies;
 use super::extract::{self, HalfAuthenticated, MaybeSession, ReturnToQuery};
 use crate::clock::rfc3339;
 use crate::domain::ReturnTo;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::review::{self, ReviewError};
 use crate::state::AppState;
 use crate::store::pending::{self, PendingStatus};
@@ -31,20 +32,32 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /api/v1/pending`'s answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PendingResponse<'a> {
     session_id: &'a str,
+    /// The 6-digit code to read to the reviewer; null once the session no
+    /// longer waits.
+    #[schema(required = true, pattern = "^[0-9]{6}$")]
     code: Option<&'a str>,
-    status: &'static str,
+    status: PendingStatus,
+    /// RFC 3339 UTC with milliseconds.
+    #[schema(format = DateTime)]
     created_at: String,
+    /// RFC 3339 UTC with milliseconds.
+    #[schema(format = DateTime)]
     expires_at: String,
+    /// People (not tabs) with the inbox open.
     reviewers_online: usize,
 }
 
 /// `POST /api/v1/pending/code`'s answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CodeResponse<'a> {
+    /// The new 6-digit code; the old one stops working at once.
+    #[schema(pattern = "^[0-9]{6}$")]
     code: &'a str,
+    /// RFC 3339 UTC with milliseconds.
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
@@ -158,6 +171,19 @@ async fn complete(
     Ok((jar, Redirect::to(to)).into_response())
 }
 
+/// The requester's pending review: its code, status and who can help.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pending",
+    operation_id = "pending",
+    tag = "requester",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The pending review", body = PendingResponse),
+        (status = 401, description = "`unauthenticated`: no half-authenticated session", body = ErrorBody),
+        (status = 404, description = "`not_found`: no pending review", body = ErrorBody),
+    )
+)]
 async fn pending_api(
     State(app): State<AppState>,
     requester: HalfAuthenticated,
@@ -168,7 +194,7 @@ async fn pending_api(
         return Ok(Json(PendingResponse {
             session_id: &live.id,
             code: Some(live.code.expose()),
-            status: "pending",
+            status: PendingStatus::Pending,
             created_at: rfc3339(live.created_at),
             expires_at: rfc3339(live.expires_at),
             reviewers_online,
@@ -181,7 +207,7 @@ async fn pending_api(
     Ok(Json(PendingResponse {
         session_id: &row.id,
         code: None,
-        status: row.status.as_str(),
+        status: row.status,
         created_at: row.created_at.clone(),
         expires_at: row.expires_at.clone(),
         reviewers_online,
@@ -189,6 +215,22 @@ async fn pending_api(
     .into_response())
 }
 
+/// Replaces the code (at most `max_code_rotations` times per review). Takes
+/// no body, but like every JSON POST needs `Content-Type: application/json`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/pending/code",
+    operation_id = "new_code",
+    tag = "requester",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The new code", body = CodeResponse),
+        (status = 401, description = "`unauthenticated`: no half-authenticated session", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the request came from another origin", body = ErrorBody),
+        (status = 409, description = "`expired`: the review no longer waits", body = ErrorBody),
+        (status = 422, description = "`invalid`: the rotation limit is reached, or the body is not JSON", body = ErrorBody),
+    )
+)]
 async fn new_code_api(
     State(app): State<AppState>,
     requester: HalfAuthenticated,

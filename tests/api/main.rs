@@ -23,6 +23,7 @@ mod live;
 mod loadtest;
 mod logs;
 mod mismatch;
+mod openapi;
 mod shutdown;
 mod signin;
 mod upgrade;
