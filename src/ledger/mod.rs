@@ -8,12 +8,14 @@
 //! - `snapshot`: consistent, cached copies for download.
 //! - `verify`: offline verification, as `peergate ledger verify` runs it.
 //! - `read`: queries for the admin pages and start-up reconciliation.
+//! - `tree`: the Merkle tree over the entry hashes (DESIGN.md §11), in memory.
 
 pub mod build;
 pub mod chain;
 pub mod entry;
 pub mod read;
 pub mod snapshot;
+pub mod tree;
 pub mod verify;
 pub mod writer;
 
@@ -28,6 +30,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 pub use chain::{EntryFields, Head};
 pub use entry::{LedgerDraft, Receipt, SessionFacts};
 pub use snapshot::{Snapshot, Snapshots};
+pub use tree::Tree;
 pub use verify::{Verdict, verify_file};
 pub use writer::{AppendError, LedgerHandle, WriterOptions};
 
@@ -47,6 +50,8 @@ pub struct Ledger {
     pub reader: SqlitePool,
     pub snapshots: Arc<Snapshots>,
     pub path: PathBuf,
+    /// The Merkle tree of the committed entries; the writer extends it.
+    pub tree: Tree,
 }
 
 /// The background tasks the ledger runs; the caller decides how to supervise them.
@@ -71,7 +76,16 @@ impl Ledger {
             .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
         let conn = writer::open_write_connection(&path).await?;
-        let (handle, writer_task) = writer::spawn(conn, clock, options).await?;
+        // Nobody else writes this file (the data-dir lock), so the tree read
+        // now matches the head the writer reads next.
+        let started = std::time::Instant::now();
+        let tree = Tree::new(tree::load(&path).await?);
+        tracing::debug!(
+            records = tree.size(),
+            ms = started.elapsed().as_millis(),
+            "ledger tree rebuilt"
+        );
+        let (handle, writer_task) = writer::spawn(conn, clock, options, tree.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(
@@ -94,6 +108,7 @@ impl Ledger {
                 reader,
                 snapshots,
                 path,
+                tree,
             },
             LedgerTasks {
                 writer: writer_task,
