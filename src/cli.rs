@@ -1,5 +1,5 @@
 //! The command line (DESIGN.md §8): serve, demo, user administration, ledger
-//! verification.
+//! verification and proofs, the transparency witness.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::{SystemClock, rfc3339};
 use crate::config::Settings;
-use crate::ledger::{Head, Verdict, verify_file};
+use crate::ledger::{Expected, Head, Verdict, verify_file_with};
 use crate::passwords::{self, Cost};
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{self, users};
@@ -47,6 +47,8 @@ pub enum Command {
     /// Measure peergate against the targets in BENCHMARKS.md.
     #[command(subcommand)]
     Loadtest(LoadtestCommand),
+    /// Run a transparency-log witness (c2sp.org/tlog-witness) for peergate logs.
+    Witness(crate::transparency::witness::WitnessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +180,24 @@ pub enum LedgerCommand {
         /// A head remembered elsewhere, as SEQ:HASH: the ledger must contain it.
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
+        /// A signed checkpoint: the Merkle root of the file's first N entries
+        /// must be its root. Needs --key.
+        #[arg(long, value_name = "CKPT", requires = "key")]
+        checkpoint: Option<PathBuf>,
+        /// The log's verifier key (the string itself), for --checkpoint.
+        #[arg(long, value_name = "VKEY", requires = "checkpoint")]
+        key: Option<String>,
+    },
+    /// Print the transparency log's verifier key.
+    Key,
+    /// Print the inclusion proof of one entry in the tree of the first N
+    /// entries: base64 hashes, one a line.
+    Prove {
+        file: PathBuf,
+        #[arg(long, value_name = "S")]
+        seq: u64,
+        #[arg(long, value_name = "N")]
+        size: u64,
     },
     /// Crash drill for tests (only in builds with the `test-hooks` feature):
     /// append synthetic entries to DATA_DIR/ledger.sqlite
@@ -199,9 +219,25 @@ pub enum LedgerCommand {
 /// Runs a parsed command line; the exit code is the process's.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Ledger(LedgerCommand::Verify { file, expect_head }) => {
+        Command::Ledger(LedgerCommand::Verify {
+            file,
+            expect_head,
+            checkpoint,
+            key,
+        }) => {
             crate::telemetry::init(LogFormat::Text);
-            verify(&file, expect_head.as_deref()).await
+            let checkpoint = checkpoint.as_deref().zip(key.as_deref());
+            verify(&file, expect_head.as_deref(), checkpoint).await
+        }
+        Command::Ledger(LedgerCommand::Prove { file, seq, size }) => {
+            crate::telemetry::init(LogFormat::Text);
+            crate::transparency::offline::prove(&file, seq, size).await
+        }
+        Command::Witness(args) => {
+            crate::telemetry::init(LogFormat::Text);
+            crate::transparency::witness::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS)
         }
         #[cfg(feature = "test-hooks")]
         Command::Ledger(LedgerCommand::Drill {
@@ -223,7 +259,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Serve => serve(settings).await,
                 Command::Demo => demo(settings).await,
                 Command::User(user) => user_command(settings, user).await,
-                Command::Ledger(_) | Command::Loadtest(_) => unreachable!("handled above"),
+                Command::Ledger(LedgerCommand::Key) => {
+                    crate::transparency::offline::print_key(&settings)
+                }
+                Command::Ledger(_) | Command::Loadtest(_) | Command::Witness(_) => {
+                    unreachable!("handled above")
+                }
             }
             .map(|()| ExitCode::SUCCESS)
         }
@@ -449,15 +490,29 @@ async fn disable_user(pool: &store::Db, username: &Username) -> anyhow::Result<(
     Ok(())
 }
 
-async fn verify(file: &Path, expect_head: Option<&str>) -> anyhow::Result<ExitCode> {
-    let expect = match expect_head.map(Head::parse_arg).transpose() {
+async fn verify(
+    file: &Path,
+    expect_head: Option<&str>,
+    checkpoint: Option<(&Path, &str)>,
+) -> anyhow::Result<ExitCode> {
+    let head = match expect_head.map(Head::parse_arg).transpose() {
         Ok(e) => e,
         Err(message) => {
             eprintln!("--expect-head: {message}");
             return Ok(ExitCode::from(2));
         }
     };
-    let verdict = verify_file(file, expect).await;
+    let tree = match checkpoint
+        .map(|(path, vkey)| crate::transparency::offline::read_checkpoint(path, vkey))
+        .transpose()
+    {
+        Ok(tree) => tree,
+        Err(refused) => {
+            eprintln!("{}: {}", file.display(), refused.message);
+            return Ok(ExitCode::from(refused.exit));
+        }
+    };
+    let verdict = verify_file_with(file, Expected { head, tree }).await;
     match &verdict {
         Verdict::Valid { .. } => println!("{}", verdict.summary()),
         _ => eprintln!("{}: {}", file.display(), verdict.summary()),

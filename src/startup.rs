@@ -19,6 +19,7 @@ use crate::password_checks::PasswordChecks;
 use crate::registry::Registry;
 use crate::review::{Flow, FlowParts};
 use crate::state::{AppState, Shared};
+use crate::transparency::Transparency;
 use crate::web::events::{Frames, run_fanout};
 use crate::web::serve::Limits;
 
@@ -76,6 +77,7 @@ impl Application {
         let (ledger, ledger_tasks) = Ledger::open(&data_dir, clock.clone()).await?;
         let head = ledger.writer.head();
         tracing::info!(seq = head.seq, entry_hash = %head.hash_hex(), "ledger open");
+        let (transparency, log_tasks) = Transparency::start(&settings, &ledger).await?;
 
         let flow = build_flow(&settings, db, ledger, clock)?;
         crate::review::restore(&flow).await?;
@@ -85,8 +87,9 @@ impl Application {
             accounts_version: tokio::sync::watch::channel(0).0,
             frames: Frames::new(),
             flow,
+            transparency,
         });
-        let tasks = vec![
+        let mut tasks = vec![
             ("the ledger writer", ledger_tasks.writer),
             ("the ledger checkpointer", ledger_tasks.checkpointer),
             (
@@ -102,6 +105,7 @@ impl Application {
                 tokio::spawn(watch_accounts(state.clone())),
             ),
         ];
+        tasks.extend(log_tasks);
         Ok(Self {
             lock,
             listener,

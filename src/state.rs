@@ -25,6 +25,8 @@ pub struct Shared {
     pub accounts_version: tokio::sync::watch::Sender<i64>,
     /// Inbox events, encoded once, for every reviewer socket.
     pub frames: Frames,
+    /// The ledger as a transparency log: checkpoints, key, tree.
+    pub transparency: crate::transparency::Transparency,
 }
 
 impl AppState {

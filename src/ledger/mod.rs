@@ -31,7 +31,7 @@ pub use chain::{EntryFields, Head};
 pub use entry::{LedgerDraft, Receipt, SessionFacts};
 pub use snapshot::{Snapshot, Snapshots};
 pub use tree::Tree;
-pub use verify::{Verdict, verify_file};
+pub use verify::{Expected, TreeHead, Verdict, verify_file, verify_file_with};
 pub use writer::{AppendError, LedgerHandle, WriterOptions};
 
 use crate::clock::SharedClock;

@@ -58,7 +58,7 @@ impl Default for WriterOptions {
 }
 
 /// The schema, applied to a new ledger; see `ledger_schema.sql`.
-const SCHEMA: &str = include_str!("../../ledger_schema.sql");
+pub(super) const SCHEMA: &str = include_str!("../../ledger_schema.sql");
 const AFTER_META_MARKER: &str = "-- @after-meta-rows";
 
 /// Why an append was not recorded.

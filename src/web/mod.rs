@@ -13,6 +13,7 @@ pub mod inbox;
 pub mod middleware;
 pub mod pending;
 pub mod serve;
+pub mod transparency;
 pub mod ws;
 
 use axum::Router;
@@ -49,6 +50,7 @@ pub fn create_app(state: AppState) -> Router {
         .merge(pending::router())
         .merge(inbox::router())
         .merge(admin::router())
+        .merge(transparency::router())
         .merge(ws::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
