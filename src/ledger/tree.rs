@@ -57,8 +57,8 @@ impl MerkleTree {
         tree
     }
 
-    /// Appends one record.
-    pub fn push(&mut self, record: &[u8; 32]) {
+    /// Appends one record (the ledger's are 32 bytes; the tree takes any).
+    pub fn push(&mut self, record: &[u8]) {
         // Reads only hashes already stored (of completed left subtrees), so it
         // cannot fail on a tree built by this function.
         match tlog::stored_hashes(self.size, record, self) {
@@ -224,6 +224,165 @@ mod tests {
                     .chain_update(mth(&leaves[k..]))
                     .finalize()
                     .into()
+            }
+        }
+    }
+
+    fn unhex(h: &str) -> Vec<u8> {
+        hex::decode(h).unwrap()
+    }
+
+    /// RFC 6962 known answers as published by transparency-dev/merkle (the Go
+    /// library behind Trillian and Tessera): `testonly/constants.go` (leaf
+    /// inputs and the root of every size 0..8) and `proof/verify_test.go`
+    /// (inclusion and consistency proofs). Copied as data.
+    const LEAF_INPUTS: [&str; 8] = [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ];
+    const ROOTS: [&str; 9] = [
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+    /// (leaf number, 1-based; tree size; proof, leaf to root).
+    const INCLUSION: [(u64, u64, &[&str]); 5] = [
+        (1, 1, &[]),
+        (
+            1,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            6,
+            8,
+            &[
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            3,
+            3,
+            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
+        (
+            2,
+            5,
+            &[
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+    ];
+    /// (old size, new size, proof).
+    const CONSISTENCY: [(u64, u64, &[&str]); 5] = [
+        (1, 1, &[]),
+        (
+            1,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            6,
+            8,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            5,
+            &[
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+        (
+            6,
+            7,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+    ];
+
+    fn reference_tree() -> MerkleTree {
+        let mut tree = MerkleTree::default();
+        for input in LEAF_INPUTS {
+            tree.push(&unhex(input));
+        }
+        tree
+    }
+
+    fn hashes(list: &[&str]) -> Vec<Hash> {
+        list.iter()
+            .map(|h| Hash(unhex(h).try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn roots_match_the_published_rfc6962_vectors() {
+        let tree = reference_tree();
+        for (n, root) in ROOTS.iter().enumerate() {
+            assert_eq!(tree.root(n as u64).unwrap().0.to_vec(), unhex(root), "size {n}");
+        }
+    }
+
+    #[test]
+    fn inclusion_proofs_match_the_published_vectors_and_verify() {
+        let tree = reference_tree();
+        for (leaf, size, proof) in INCLUSION {
+            let want = hashes(proof);
+            let got = tree.prove_record(size, leaf - 1).unwrap();
+            assert_eq!(got, want, "leaf {leaf} in size {size}");
+            let root = tree.root(size).unwrap();
+            let leaf_hash = tlog::record_hash(&unhex(LEAF_INPUTS[(leaf - 1) as usize]));
+            tlog::check_record(&want, size, root, leaf - 1, leaf_hash).unwrap();
+            // The same proof for another leaf does not verify.
+            let other = tlog::record_hash(b"not the leaf");
+            assert!(tlog::check_record(&want, size, root, leaf - 1, other).is_err());
+        }
+    }
+
+    #[test]
+    fn consistency_proofs_match_the_published_vectors_and_verify() {
+        let tree = reference_tree();
+        for (old, new, proof) in CONSISTENCY {
+            let want = hashes(proof);
+            assert_eq!(tree.prove_tree(new, old).unwrap(), want, "{old} -> {new}");
+            let (old_root, new_root) = (tree.root(old).unwrap(), tree.root(new).unwrap());
+            tlog::check_tree(&want, new, new_root, old, old_root).unwrap();
+            if !want.is_empty() {
+                let mut bent = want.clone();
+                bent[0].0[0] ^= 16;
+                assert!(tlog::check_tree(&bent, new, new_root, old, old_root).is_err());
             }
         }
     }

@@ -98,7 +98,8 @@ fn warn_if_readable_by_others(path: &Path) {
 /// checks the format and that the id matches the key.
 fn parse_private_key(skey: &str) -> anyhow::Result<SecretKey> {
     StandardSigner::new(skey).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let encoded = skey.rsplit('+').next().unwrap_or_default();
+    // PRIVATE, KEY, name, id, then the base64 (which may itself hold `+`).
+    let encoded = skey.splitn(5, '+').nth(4).unwrap_or_default();
     let raw = BASE64.decode(encoded).context("the key is not base64")?;
     let seed: [u8; 32] = match raw.split_first() {
         Some((&ALG_ED25519, seed)) => seed.try_into().context("the key is not 32 bytes")?,
@@ -311,4 +312,97 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signed_note::{Note, VerifierList};
+
+    /// The example key pair and note of Go's golang.org/x/mod/sumdb/note
+    /// (package documentation and `ExampleSign`), copied as data.
+    const GO_SKEY: &str =
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+    const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+    const GO_SIG: &str = "— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+
+    #[test]
+    fn the_go_note_vector_reproduces_through_our_key_handling() {
+        let secret = parse_private_key(GO_SKEY).unwrap();
+        let key = LogKey::new("PeterNeumann", &secret).unwrap();
+        assert_eq!(key.vkey(), GO_VKEY);
+        let mut note = Note::new(GO_TEXT.as_bytes(), &[]).unwrap();
+        note.add_sigs(&[key.signer()]).unwrap();
+        assert_eq!(
+            String::from_utf8(note.to_bytes()).unwrap(),
+            format!("{GO_TEXT}\n{GO_SIG}")
+        );
+    }
+
+    #[test]
+    fn a_key_file_is_made_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("t.key");
+        let (first, created) = load_or_create_key(&path, "example.org/log").unwrap();
+        assert!(created);
+        let (again, created) = load_or_create_key(&path, "ignored").unwrap();
+        assert!(!created);
+        assert_eq!(first.verifying_key(), again.verifying_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(format!("{first:?}"), "SecretKey(…)");
+        std::fs::write(&path, "PRIVATE+KEY+x+00000000+AAAA\n").unwrap();
+        assert!(load_or_create_key(&path, "x").is_err());
+    }
+
+    #[test]
+    fn a_cosignature_verifies_by_the_spec_and_by_hand() {
+        let secret = parse_private_key(GO_SKEY).unwrap();
+        let cosigner = Cosigner::new("witness.example/w1", &secret, || 1_679_315_147).unwrap();
+        let text = b"example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+        let mut note = Note::new(text, &[]).unwrap();
+        note.add_sigs(&[&cosigner]).unwrap();
+        let bytes = note.to_bytes();
+
+        // Through the crate, with the vkey the witness prints.
+        let key = WitnessKey::parse(&cosigner.vkey()).unwrap();
+        assert_eq!(key.kind(), "cosignature/v1");
+        let parsed = Note::from_bytes(&bytes).unwrap();
+        let (verified, _) = parsed
+            .verify(&VerifierList::new(vec![Box::new(key)]))
+            .unwrap();
+        assert_eq!(verified.len(), 1);
+
+        // By hand, from c2sp.org/tlog-cosignature: key id over 0x04 || key,
+        // then timestamp || signature over the cosignature/v1 message.
+        let line = std::str::from_utf8(&bytes[text.len() + 1..]).unwrap();
+        let b64 = line.trim_end().rsplit(' ').next().unwrap();
+        let raw = BASE64.decode(b64).unwrap();
+        assert_eq!(raw.len(), 4 + 8 + 64);
+        let public = secret.verifying_key();
+        let mut id_input = b"witness.example/w1\n\x04".to_vec();
+        id_input.extend_from_slice(public.as_bytes());
+        use sha2::Digest;
+        assert_eq!(&raw[..4], &sha2::Sha256::digest(&id_input)[..4]);
+        assert_eq!(u64::from_be_bytes(raw[4..12].try_into().unwrap()), 1_679_315_147);
+        let mut message = b"cosignature/v1\ntime 1679315147\n".to_vec();
+        message.extend_from_slice(text);
+        let signature = ed25519_dalek::Signature::from_slice(&raw[12..]).unwrap();
+        public.verify(&message, &signature).unwrap();
+    }
+
+    #[test]
+    fn witness_keys_are_checked() {
+        assert!(WitnessKey::parse(GO_VKEY).is_ok_and(|k| k.kind() == "ed25519"));
+        assert!(WitnessKey::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").is_err());
+        assert!(WitnessKey::parse("nonsense").is_err());
+        assert!(!is_valid_origin("a b"));
+        assert!(!is_valid_origin("a+b"));
+        assert!(is_valid_origin("example.org:8443/peergate/0123"));
+    }
 }

@@ -249,3 +249,93 @@ async fn run_signer(log: Transparency, mut head: watch::Receiver<Head>, interval
 pub fn base64_hash(hash: &Hash) -> String {
     BASE64.encode(hash.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::tree::MerkleTree;
+    use signed_note::{StandardVerifier, VerifierList};
+
+    fn log_of(records: u8) -> Transparency {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, _) = load_or_create_key(&dir.path().join("k"), "x").unwrap();
+        let key = LogKey::new("example.org/peergate/0123abcd", &secret).unwrap();
+        let tree = Tree::new(MerkleTree::from_records((0..records).map(|i| [i; 32]).collect::<Vec<_>>().iter()));
+        let head = Head {
+            seq: i64::from(records),
+            hash: [records.saturating_sub(1); 32],
+        };
+        Transparency::new(key, tree, head, 0).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips_through_signed_note() {
+        let log = log_of(5);
+        let note = log.checkpoint();
+        let verifier = StandardVerifier::new(log.vkey()).unwrap();
+        let parsed = signed_note::Note::from_bytes(&note).unwrap();
+        let (verified, unverified) = parsed
+            .verify(&VerifierList::new(vec![Box::new(verifier)]))
+            .unwrap();
+        assert_eq!((verified.len(), unverified.len()), (1, 0));
+        let checkpoint = Checkpoint::from_bytes(parsed.text()).unwrap();
+        assert_eq!(checkpoint.origin(), "example.org/peergate/0123abcd");
+        assert_eq!(checkpoint.size(), 5);
+        // The root of five 32-byte records [i; 32], as an independent RFC
+        // 6962 computation gave it (STACK_NOTES.md, round 2: 85e20cac…994f08bf).
+        let root = hex::encode(checkpoint.hash().0);
+        assert!(
+            root.starts_with("85e20cac") && root.ends_with("994f08bf"),
+            "{root}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_verifies_by_hand_with_ed25519_dalek() {
+        use ed25519_dalek::Verifier as _;
+        use sha2::Digest;
+        let log = log_of(3);
+        let note = String::from_utf8(log.checkpoint()).unwrap();
+        // The note: text, a blank line, signature lines "— <name> <base64>".
+        let (text, signatures) = note.split_once("\n\n").unwrap();
+        let text = format!("{text}\n");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let (origin, size, root) = (lines[0], lines[1], lines[2]);
+        assert_eq!(size, "3");
+        let tree_root = log.tree().read(|t| t.root(3)).unwrap();
+        assert_eq!(BASE64.decode(root).unwrap(), tree_root.0);
+        // The vkey: <name>+<id>+base64(0x01 || public key).
+        let vkey: Vec<&str> = log.vkey().splitn(3, '+').collect();
+        assert_eq!(vkey[0], origin);
+        let material = BASE64.decode(vkey[2]).unwrap();
+        assert_eq!(material[0], 0x01);
+        let public =
+            ed25519_dalek::VerifyingKey::from_bytes(&material[1..].try_into().unwrap()).unwrap();
+        let mut id_input = format!("{origin}\n").into_bytes();
+        id_input.extend_from_slice(&material);
+        let id = &sha2::Sha256::digest(&id_input)[..4];
+        assert_eq!(hex::encode(id), vkey[1]);
+        // The signature line: base64(key id || Ed25519 signature of the text).
+        let line = signatures.lines().next().unwrap();
+        let b64 = line.strip_prefix(&format!("— {origin} ")).unwrap();
+        let raw = BASE64.decode(b64).unwrap();
+        assert_eq!(&raw[..4], id);
+        let signature = ed25519_dalek::Signature::from_slice(&raw[4..]).unwrap();
+        public.verify(text.as_bytes(), &signature).unwrap();
+        // Another text does not verify.
+        assert!(public.verify(b"x\n0\nAAAA\n", &signature).is_err());
+    }
+
+    #[test]
+    fn a_download_gets_a_checkpoint_of_its_own_size() {
+        let log = log_of(8);
+        let at5 = log.checkpoint_at(5).unwrap();
+        let parsed = signed_note::Note::from_bytes(&at5).unwrap();
+        let checkpoint = Checkpoint::from_bytes(parsed.text()).unwrap();
+        assert_eq!(checkpoint.size(), 5);
+        assert_eq!(*checkpoint.hash(), log.tree().read(|t| t.root(5)).unwrap());
+        assert!(log.checkpoint_at(9).is_err());
+        assert_eq!(log.checkpoint_at(8).unwrap(), log.checkpoint());
+    }
+}

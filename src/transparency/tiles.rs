@@ -20,6 +20,17 @@ pub enum TileRequest {
 impl TileRequest {
     /// Parses the part after `tile/`; `None` for anything not in canonical form.
     pub fn parse(path: &str) -> Option<Self> {
+        // `Tile::new` panics on a level of 64 or more and on a width of 0,
+        // which `Tile::from_path` lets through: refuse those first.
+        let (first, _) = path.split_once('/')?;
+        if first != "entries" && first.parse::<u8>().ok()? >= 64 {
+            return None;
+        }
+        if let Some((_, width)) = path.rsplit_once(".p/")
+            && width.parse::<u32>().ok()? == 0
+        {
+            return None;
+        }
         let go_path = match path.strip_prefix("entries/") {
             Some(rest) => format!("tile/{TILE_HEIGHT}/data/{rest}"),
             None => format!("tile/{TILE_HEIGHT}/{path}"),
@@ -66,7 +77,7 @@ mod tests {
         );
         assert!(TileRequest::parse("entries/005.p/255").is_some_and(|t| !t.is_full()));
         assert!(TileRequest::parse("0/000").is_some_and(|t| t.is_full()));
-        for bad in ["0/0", "0/1234", "0/000.p/256", "0/000.p/0", "x/000", "0/000/", "../0/000", "8/0/000", ""] {
+        for bad in ["64/000", "255/000", "0/000.p/00", "entries/000.p/0", "0/0", "0/1234", "0/000.p/256", "0/000.p/0", "x/000", "0/000/", "../0/000", "8/0/000", ""] {
             assert_eq!(TileRequest::parse(bad), None, "{bad}");
         }
     }
