@@ -217,7 +217,11 @@ pub async fn ledger_id(pool: &SqlitePool) -> anyhow::Result<String> {
 
 /// The entry hashes of seq `first..first + count`, as raw bytes (the tree's
 /// records, for entry bundles). Fewer when the ledger is shorter.
-pub async fn entry_hashes(pool: &SqlitePool, first: i64, count: i64) -> anyhow::Result<Vec<[u8; 32]>> {
+pub async fn entry_hashes(
+    pool: &SqlitePool,
+    first: i64,
+    count: i64,
+) -> anyhow::Result<Vec<[u8; 32]>> {
     let hashes: Vec<String> = sqlx::query_scalar(
         "SELECT entry_hash FROM ledger_entries WHERE seq >= ? AND seq < ? ORDER BY seq",
     )

@@ -166,8 +166,7 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<[u8; 32]>> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("opening {} to rebuild its tree", path.display()))?;
-    let mut statement =
-        conn.prepare("SELECT seq, entry_hash FROM ledger_entries ORDER BY seq")?;
+    let mut statement = conn.prepare("SELECT seq, entry_hash FROM ledger_entries ORDER BY seq")?;
     let mut rows = statement.query([])?;
     let mut records = Vec::new();
     while let Some(row) = rows.next()? {
@@ -351,7 +350,11 @@ mod tests {
     fn roots_match_the_published_rfc6962_vectors() {
         let tree = reference_tree();
         for (n, root) in ROOTS.iter().enumerate() {
-            assert_eq!(tree.root(n as u64).unwrap().0.to_vec(), unhex(root), "size {n}");
+            assert_eq!(
+                tree.root(n as u64).unwrap().0.to_vec(),
+                unhex(root),
+                "size {n}"
+            );
         }
     }
 
@@ -363,7 +366,8 @@ mod tests {
             let got = tree.prove_record(size, leaf - 1).unwrap();
             assert_eq!(got, want, "leaf {leaf} in size {size}");
             let root = tree.root(size).unwrap();
-            let leaf_hash = tlog::record_hash(&unhex(LEAF_INPUTS[(leaf - 1) as usize]));
+            let input = LEAF_INPUTS[usize::try_from(leaf - 1).unwrap()];
+            let leaf_hash = tlog::record_hash(&unhex(input));
             tlog::check_record(&want, size, root, leaf - 1, leaf_hash).unwrap();
             // The same proof for another leaf does not verify.
             let other = tlog::record_hash(b"not the leaf");
@@ -392,13 +396,19 @@ mod tests {
         let records: Vec<[u8; 32]> = (0..70u8).map(|i| [i; 32]).collect();
         let tree = MerkleTree::from_records(records.iter());
         for n in 0..=70 {
-            assert_eq!(tree.root(n as u64).unwrap().0, mth(&records[..n]), "size {n}");
+            assert_eq!(
+                tree.root(n as u64).unwrap().0,
+                mth(&records[..n]),
+                "size {n}"
+            );
         }
     }
 
     #[test]
     fn tiles_appear_as_the_tree_grows_and_stay() {
-        let records: Vec<[u8; 32]> = (0..300u32).map(|i| *blake3::hash(&i.to_be_bytes()).as_bytes()).collect();
+        let records: Vec<[u8; 32]> = (0..300u32)
+            .map(|i| *blake3::hash(&i.to_be_bytes()).as_bytes())
+            .collect();
         let tree = MerkleTree::from_records(records.iter());
         assert_eq!(tree.hash_tile(0, 0, 256).map(|t| t.len()), Some(256 * 32));
         assert_eq!(tree.hash_tile(0, 1, 44).map(|t| t.len()), Some(44 * 32));

@@ -513,7 +513,9 @@ fn check_schema(conn: &rusqlite::Connection) -> Result<(), String> {
         .keys()
         .find(|key| key.0 != "trigger" && !expected.contains_key(*key))
     {
-        return Err(format!("the file has a {kind} peergate never writes: {name}"));
+        return Err(format!(
+            "the file has a {kind} peergate never writes: {name}"
+        ));
     }
     Ok(())
 }
@@ -538,13 +540,18 @@ fn check_meta(conn: &rusqlite::Connection) -> Result<(), String> {
         };
         let ok = match key.as_str() {
             "ledger_id" => {
-                value.len() == 32 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                value.len() == 32
+                    && value
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             }
             "created_at" => chrono::DateTime::parse_from_rfc3339(value).is_ok(),
             _ => true,
         };
         if !ok {
-            return Err(format!("ledger_meta was changed: `{value}` is not a valid {key}"));
+            return Err(format!(
+                "ledger_meta was changed: `{value}` is not a valid {key}"
+            ));
         }
     }
     Ok(())

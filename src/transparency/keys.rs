@@ -122,7 +122,11 @@ pub struct LogKey {
 
 impl std::fmt::Debug for LogKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogKey").field("vkey", &self.vkey).finish()
+        // The signer holds the private key: only the public parts are shown.
+        f.debug_struct("LogKey")
+            .field("origin", &self.origin)
+            .field("vkey", &self.vkey)
+            .finish_non_exhaustive()
     }
 }
 
@@ -362,6 +366,7 @@ mod tests {
 
     #[test]
     fn a_cosignature_verifies_by_the_spec_and_by_hand() {
+        use sha2::Digest;
         let secret = parse_private_key(GO_SKEY).unwrap();
         let cosigner = Cosigner::new("witness.example/w1", &secret, || 1_679_315_147).unwrap();
         let text = b"example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
@@ -387,9 +392,11 @@ mod tests {
         let public = secret.verifying_key();
         let mut id_input = b"witness.example/w1\n\x04".to_vec();
         id_input.extend_from_slice(public.as_bytes());
-        use sha2::Digest;
         assert_eq!(&raw[..4], &sha2::Sha256::digest(&id_input)[..4]);
-        assert_eq!(u64::from_be_bytes(raw[4..12].try_into().unwrap()), 1_679_315_147);
+        assert_eq!(
+            u64::from_be_bytes(raw[4..12].try_into().unwrap()),
+            1_679_315_147
+        );
         let mut message = b"cosignature/v1\ntime 1679315147\n".to_vec();
         message.extend_from_slice(text);
         let signature = ed25519_dalek::Signature::from_slice(&raw[12..]).unwrap();
@@ -399,7 +406,10 @@ mod tests {
     #[test]
     fn witness_keys_are_checked() {
         assert!(WitnessKey::parse(GO_VKEY).is_ok_and(|k| k.kind() == "ed25519"));
-        assert!(WitnessKey::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").is_err());
+        assert!(
+            WitnessKey::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
+                .is_err()
+        );
         assert!(WitnessKey::parse("nonsense").is_err());
         assert!(!is_valid_origin("a b"));
         assert!(!is_valid_origin("a+b"));

@@ -91,7 +91,12 @@ impl Transparency {
         if created {
             tracing::info!(file = %key_file.display(), vkey = key.vkey(), "transparency key created");
         }
-        let log = Self::new(key, ledger.tree.clone(), ledger.writer.head(), config.witness.len())?;
+        let log = Self::new(
+            key,
+            ledger.tree.clone(),
+            ledger.writer.head(),
+            config.witness.len(),
+        )?;
         tracing::info!(
             origin,
             vkey = log.vkey(),
@@ -159,7 +164,11 @@ impl Transparency {
                 tracing::debug!(size, root = %checkpoint.root, "checkpoint signed");
                 self.inner.latest.send_replace(Arc::new(checkpoint));
             }
-            Err(e) => tracing::error!(error = format!("{e:#}"), size, "signing a checkpoint failed"),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                size,
+                "signing a checkpoint failed"
+            ),
         }
     }
 
@@ -260,7 +269,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (secret, _) = load_or_create_key(&dir.path().join("k"), "x").unwrap();
         let key = LogKey::new("example.org/peergate/0123abcd", &secret).unwrap();
-        let tree = Tree::new(MerkleTree::from_records((0..records).map(|i| [i; 32]).collect::<Vec<_>>().iter()));
+        let tree = Tree::new(MerkleTree::from_records(
+            (0..records).map(|i| [i; 32]).collect::<Vec<_>>().iter(),
+        ));
         let head = Head {
             seq: i64::from(records),
             hash: [records.saturating_sub(1); 32],
@@ -272,12 +283,12 @@ mod tests {
     fn a_checkpoint_round_trips_through_signed_note() {
         let log = log_of(5);
         let note = log.checkpoint();
-        let verifier = StandardVerifier::new(log.vkey()).unwrap();
+        let log_key = StandardVerifier::new(log.vkey()).unwrap();
         let parsed = signed_note::Note::from_bytes(&note).unwrap();
-        let (verified, unverified) = parsed
-            .verify(&VerifierList::new(vec![Box::new(verifier)]))
+        let (good, unknown) = parsed
+            .verify(&VerifierList::new(vec![Box::new(log_key)]))
             .unwrap();
-        assert_eq!((verified.len(), unverified.len()), (1, 0));
+        assert_eq!((good.len(), unknown.len()), (1, 0));
         let checkpoint = Checkpoint::from_bytes(parsed.text()).unwrap();
         assert_eq!(checkpoint.origin(), "example.org/peergate/0123abcd");
         assert_eq!(checkpoint.size(), 5);

@@ -35,8 +35,12 @@ fn refused(exit: u8, message: impl Into<String>) -> Refused {
 pub fn read_checkpoint(path: &Path, vkey: &str) -> Result<TreeHead, Refused> {
     let verifier = StandardVerifier::new(vkey.trim())
         .map_err(|e| refused(2, format!("--key: not a verifier key ({e})")))?;
-    let bytes = std::fs::read(path)
-        .map_err(|e| refused(2, format!("--checkpoint: cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        refused(
+            2,
+            format!("--checkpoint: cannot read {}: {e}", path.display()),
+        )
+    })?;
     let note = Note::from_bytes(&bytes)
         .map_err(|e| refused(2, format!("--checkpoint: not a signed note ({e})")))?;
     let checkpoint = Checkpoint::from_bytes(note.text())
@@ -68,13 +72,11 @@ pub async fn prove(file: &Path, seq: u64, size: u64) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::from(2));
     }
     let verdict = verify_file(file, None).await;
-    let entries = match &verdict {
-        Verdict::Valid { entries, .. } => u64::try_from(*entries).unwrap_or(0),
-        _ => {
-            eprintln!("{}: {}", file.display(), verdict.summary());
-            return Ok(ExitCode::from(verdict.exit_code()));
-        }
+    let Verdict::Valid { entries, .. } = &verdict else {
+        eprintln!("{}: {}", file.display(), verdict.summary());
+        return Ok(ExitCode::from(verdict.exit_code()));
     };
+    let entries = u64::try_from(*entries).unwrap_or(0);
     if entries < size {
         eprintln!(
             "{}: holds {entries} entries, fewer than --size {size}",

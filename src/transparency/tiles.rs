@@ -65,19 +65,44 @@ mod tests {
     fn parses_canonical_paths_only() {
         assert_eq!(
             TileRequest::parse("0/000"),
-            Some(TileRequest::Hashes { level: 0, index: 0, width: 256 })
+            Some(TileRequest::Hashes {
+                level: 0,
+                index: 0,
+                width: 256
+            })
         );
         assert_eq!(
             TileRequest::parse("1/x001/234.p/7"),
-            Some(TileRequest::Hashes { level: 1, index: 1234, width: 7 })
+            Some(TileRequest::Hashes {
+                level: 1,
+                index: 1234,
+                width: 7
+            })
         );
         assert_eq!(
             TileRequest::parse("entries/005.p/255"),
-            Some(TileRequest::Entries { index: 5, width: 255 })
+            Some(TileRequest::Entries {
+                index: 5,
+                width: 255
+            })
         );
         assert!(TileRequest::parse("entries/005.p/255").is_some_and(|t| !t.is_full()));
         assert!(TileRequest::parse("0/000").is_some_and(|t| t.is_full()));
-        for bad in ["64/000", "255/000", "0/000.p/00", "entries/000.p/0", "0/0", "0/1234", "0/000.p/256", "0/000.p/0", "x/000", "0/000/", "../0/000", "8/0/000", ""] {
+        for bad in [
+            "64/000",
+            "255/000",
+            "0/000.p/00",
+            "entries/000.p/0",
+            "0/0",
+            "0/1234",
+            "0/000.p/256",
+            "0/000.p/0",
+            "x/000",
+            "0/000/",
+            "../0/000",
+            "8/0/000",
+            "",
+        ] {
             assert_eq!(TileRequest::parse(bad), None, "{bad}");
         }
     }

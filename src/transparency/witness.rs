@@ -107,8 +107,8 @@ impl Witness {
         }
         let mut logs = HashMap::new();
         for vkey in &args.logs {
-            let verifier = StandardVerifier::new(vkey)
-                .map_err(|e| anyhow::anyhow!("--log {vkey}: {e}"))?;
+            let verifier =
+                StandardVerifier::new(vkey).map_err(|e| anyhow::anyhow!("--log {vkey}: {e}"))?;
             logs.insert(verifier.name().to_string(), verifier);
         }
         std::fs::create_dir_all(args.state.join("logs"))
@@ -139,7 +139,8 @@ fn key_name(path: &Path) -> anyhow::Result<Option<String>> {
 fn state_file(dir: &Path, origin: &str) -> PathBuf {
     use sha2::Digest;
     let digest = hex::encode(sha2::Sha256::digest(origin.as_bytes()));
-    dir.join("logs").join(format!("{}.checkpoint", &digest[..16]))
+    dir.join("logs")
+        .join(format!("{}.checkpoint", &digest[..16]))
 }
 
 fn read_held(path: &Path, origin: &str) -> anyhow::Result<Option<Held>> {
@@ -254,7 +255,10 @@ impl Witness {
         note.verify(&VerifierList::new(vec![Box::new(log_key.clone())]))
             .map_err(|e| refuse(StatusCode::FORBIDDEN, format!("not signed by the log: {e}")))?;
         if submission.old > checkpoint.size() {
-            return Err(refuse(StatusCode::BAD_REQUEST, "old size beyond the checkpoint"));
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "old size beyond the checkpoint",
+            ));
         }
         let submitted = Held {
             size: checkpoint.size(),
@@ -270,8 +274,14 @@ impl Witness {
             .await
             .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(|e| {
-                tracing::error!(error = format!("{e:#}"), "the witness state could not be written");
-                refuse(StatusCode::INTERNAL_SERVER_ERROR, "the state could not be saved")
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the witness state could not be written"
+                );
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the state could not be saved",
+                )
             })?;
         held.insert(origin, submitted);
         drop(held);
@@ -303,7 +313,13 @@ impl Witness {
             if submitted.root == current.root {
                 return Ok(());
             }
-            self.keep_evidence(origin, current, submitted, body, "the same size with another root");
+            self.keep_evidence(
+                origin,
+                current,
+                submitted,
+                body,
+                "the same size with another root",
+            );
             return Err(Refusal::Conflict(held_size));
         }
         if tlog::check_tree(
@@ -315,7 +331,13 @@ impl Witness {
         )
         .is_err()
         {
-            self.keep_evidence(origin, current, submitted, body, "no proof that it extends what was cosigned");
+            self.keep_evidence(
+                origin,
+                current,
+                submitted,
+                body,
+                "no proof that it extends what was cosigned",
+            );
             return Err(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "the consistency proof does not verify",
@@ -352,7 +374,8 @@ impl Witness {
 
     /// This witness's cosignature line(s) for `text`.
     fn cosign(&self, text: &[u8]) -> Result<String, Refusal> {
-        let internal = |e: signed_note::NoteError| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        let internal =
+            |e: signed_note::NoteError| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         let mut note = Note::new(text, &[]).map_err(internal)?;
         note.add_sigs(&[&self.cosigner]).map_err(internal)?;
         let signed = note.to_bytes();
@@ -365,8 +388,8 @@ impl Witness {
 /// fsynced, renamed over the old one, then the folder fsynced.
 fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

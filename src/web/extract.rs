@@ -99,7 +99,8 @@ impl FromRequestParts<AppState> for LogReader {
             .and_then(|v| v.strip_prefix("Bearer "));
         if let Some(given) = bearer {
             let token = config.read_token.as_bytes();
-            return if !token.is_empty() && crate::domain::constant_time_eq(given.as_bytes(), token) {
+            return if !token.is_empty() && crate::domain::constant_time_eq(given.as_bytes(), token)
+            {
                 Ok(Self)
             } else {
                 Err(Error::Unauthenticated)

@@ -53,8 +53,8 @@ async fn tile(
     _: LogReader,
     Path(path): Path<String>,
 ) -> Result<Response> {
-    let request =
-        TileRequest::parse(&path).ok_or_else(|| Error::NotFound("There is no such tile.".into()))?;
+    let request = TileRequest::parse(&path)
+        .ok_or_else(|| Error::NotFound("There is no such tile.".into()))?;
     let data = match request {
         TileRequest::Hashes {
             level,
@@ -67,11 +67,7 @@ async fn tile(
         TileRequest::Entries { index, width } => entry_bundle(&app, index, width).await?,
     }
     .ok_or_else(|| Error::NotFound("The log does not reach that tile yet.".into()))?;
-    let mut response = (
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        data,
-    )
-        .into_response();
+    let mut response = ([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response();
     let cache = if !request.is_full() {
         "no-cache".to_string()
     } else if app.settings.transparency.public {
