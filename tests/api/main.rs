@@ -18,3 +18,4 @@ mod live;
 mod loadtest;
 mod logs;
 mod signin;
+mod tlog;
