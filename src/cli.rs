@@ -57,10 +57,17 @@ pub enum LoadtestCommand {
     Ledger {
         #[arg(long, default_value_t = 50_000)]
         entries: usize,
+        /// How often the transparency log's signer may sign a checkpoint
+        /// meanwhile (the service's default is 1s).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        checkpoint_interval: std::time::Duration,
         /// Print one JSON object on the last line.
         #[arg(long)]
         json: bool,
     },
+    /// Build a ledger of N entries, start `peergate serve` on it (start-up
+    /// time, memory), then fetch tiles and entry bundles from it.
+    Tlog(crate::loadtest::tlog::TlogArgs),
     /// Open and hold N reviewer sockets; report the server's memory per socket.
     Sockets {
         #[arg(long, default_value_t = 1000)]
@@ -279,8 +286,20 @@ fn show<R: serde::Serialize>(report: &R, rows: fn(&R) -> Vec<(&'static str, Stri
 async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
     use crate::loadtest::{flood, ledger, live, snapshot};
     match command {
-        LoadtestCommand::Ledger { entries, json } => {
-            show(&ledger::run(entries).await?, ledger::rows, json);
+        LoadtestCommand::Ledger {
+            entries,
+            checkpoint_interval,
+            json,
+        } => {
+            show(
+                &ledger::run(entries, checkpoint_interval).await?,
+                ledger::rows,
+                json,
+            );
+        }
+        LoadtestCommand::Tlog(args) => {
+            let report = crate::loadtest::tlog::run(&args).await?;
+            show(&report, crate::loadtest::tlog::rows, args.json);
         }
         LoadtestCommand::Sockets {
             reviewers,

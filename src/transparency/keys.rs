@@ -32,6 +32,11 @@ impl std::fmt::Debug for SecretKey {
 }
 
 impl SecretKey {
+    /// A fresh key that lives only in memory (benchmarks).
+    pub fn generate() -> Self {
+        Self(SigningKey::generate(&mut rand_core::OsRng))
+    }
+
     pub fn verifying_key(&self) -> VerifyingKey {
         self.0.verifying_key()
     }

@@ -105,11 +105,7 @@ impl Transparency {
         );
         let mut tasks: Tasks = vec![(
             "the checkpoint signer",
-            tokio::spawn(run_signer(
-                log.clone(),
-                ledger.writer.watch_head(),
-                config.checkpoint_interval,
-            )),
+            log.spawn_signer(ledger.writer.watch_head(), config.checkpoint_interval),
         )];
         for (slot, witness) in config.witness.iter().enumerate() {
             let key = WitnessKey::parse(&witness.vkey)
@@ -152,8 +148,14 @@ impl Transparency {
         self.inner.latest.borrow().clone()
     }
 
+    /// Starts the task that signs a checkpoint after the head moves, at most
+    /// once per `interval`. It ends when the ledger writer does.
+    pub fn spawn_signer(&self, head: watch::Receiver<Head>, interval: Duration) -> JoinHandle<()> {
+        tokio::spawn(run_signer(self.clone(), head, interval))
+    }
+
     /// Follows the newest checkpoint.
-    fn subscribe(&self) -> watch::Receiver<Arc<SignedCheckpoint>> {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<SignedCheckpoint>> {
         self.inner.latest.subscribe()
     }
 
