@@ -1,5 +1,5 @@
 //! The command line (DESIGN.md §8): serve, demo, user administration, ledger
-//! verification.
+//! verification and proofs, the transparency witness.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::{SystemClock, rfc3339};
 use crate::config::Settings;
-use crate::ledger::{Head, Verdict, verify_file};
+use crate::ledger::{Expected, Head, Verdict, verify_file_with};
 use crate::passwords::{self, Cost};
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{self, users};
@@ -63,6 +63,8 @@ pub enum Command {
         #[arg(long, value_name = "D")]
         data_dir: PathBuf,
     },
+    /// Run a transparency-log witness (c2sp.org/tlog-witness) for peergate logs.
+    Witness(crate::transparency::witness::WitnessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,10 +74,17 @@ pub enum LoadtestCommand {
         /// Entries to append.
         #[arg(long, default_value_t = 50_000)]
         entries: usize,
+        /// How often the transparency log's signer may sign a checkpoint
+        /// meanwhile (the service's default is 1s).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        checkpoint_interval: std::time::Duration,
         /// Print one JSON object on the last line, for scripts.
         #[arg(long)]
         json: bool,
     },
+    /// Build a ledger of N entries, start `peergate serve` on it (start-up
+    /// time, memory), then fetch tiles and entry bundles from it.
+    Tlog(crate::loadtest::tlog::TlogArgs),
     /// Open and hold N reviewer sockets; report the server's memory per socket.
     Sockets {
         /// Reviewer sockets to open.
@@ -222,6 +231,24 @@ pub enum LedgerCommand {
         /// A head remembered elsewhere, as SEQ:HASH: the ledger must contain it.
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
+        /// A signed checkpoint: the Merkle root of the file's first N entries
+        /// must be its root. Needs --key.
+        #[arg(long, value_name = "CKPT", requires = "key")]
+        checkpoint: Option<PathBuf>,
+        /// The log's verifier key (the string itself), for --checkpoint.
+        #[arg(long, value_name = "VKEY", requires = "checkpoint")]
+        key: Option<String>,
+    },
+    /// Print the transparency log's verifier key.
+    Key,
+    /// Print the inclusion proof of one entry in the tree of the first N
+    /// entries: base64 hashes, one a line.
+    Prove {
+        file: PathBuf,
+        #[arg(long, value_name = "S")]
+        seq: u64,
+        #[arg(long, value_name = "N")]
+        size: u64,
     },
     /// Write every entry of a ledger file, every column and the chain fields,
     /// as JSON Lines or CSV (for SIEMs and spreadsheets).
@@ -260,9 +287,25 @@ pub enum LedgerCommand {
 /// Runs a parsed command line; the exit code is the process's.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Ledger(LedgerCommand::Verify { file, expect_head }) => {
+        Command::Ledger(LedgerCommand::Verify {
+            file,
+            expect_head,
+            checkpoint,
+            key,
+        }) => {
             crate::telemetry::init(LogFormat::Text);
-            verify(&file, expect_head.as_deref()).await
+            let checkpoint = checkpoint.as_deref().zip(key.as_deref());
+            verify(&file, expect_head.as_deref(), checkpoint).await
+        }
+        Command::Ledger(LedgerCommand::Prove { file, seq, size }) => {
+            crate::telemetry::init(LogFormat::Text);
+            crate::transparency::offline::prove(&file, seq, size).await
+        }
+        Command::Witness(args) => {
+            crate::telemetry::init(LogFormat::Text);
+            crate::transparency::witness::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Ledger(LedgerCommand::Export { file, format, out }) => {
             crate::telemetry::init(LogFormat::Text);
@@ -290,7 +333,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::User(user) => user_command(settings, user).await,
                 Command::Backup { dir } => backup(&settings, &dir).await,
                 Command::Restore { dir, data_dir } => restore(&dir, &data_dir).await,
-                Command::Ledger(_) | Command::Loadtest(_) => unreachable!("handled above"),
+                Command::Ledger(LedgerCommand::Key) => {
+                    crate::transparency::offline::print_key(&settings)
+                }
+                Command::Ledger(_) | Command::Loadtest(_) | Command::Witness(_) => {
+                    unreachable!("handled above")
+                }
             }
             .map(|()| ExitCode::SUCCESS)
         }
@@ -305,8 +353,20 @@ fn show<R: serde::Serialize>(report: &R, rows: fn(&R) -> Vec<(&'static str, Stri
 async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
     use crate::loadtest::{flood, ledger, live, snapshot};
     match command {
-        LoadtestCommand::Ledger { entries, json } => {
-            show(&ledger::run(entries).await?, ledger::rows, json);
+        LoadtestCommand::Ledger {
+            entries,
+            checkpoint_interval,
+            json,
+        } => {
+            show(
+                &ledger::run(entries, checkpoint_interval).await?,
+                ledger::rows,
+                json,
+            );
+        }
+        LoadtestCommand::Tlog(args) => {
+            let report = crate::loadtest::tlog::run(&args).await?;
+            show(&report, crate::loadtest::tlog::rows, args.json);
         }
         LoadtestCommand::Sockets {
             reviewers,
@@ -569,15 +629,29 @@ async fn unlock_user(pool: &store::Db, username: &Username) -> anyhow::Result<()
     Ok(())
 }
 
-async fn verify(file: &Path, expect_head: Option<&str>) -> anyhow::Result<ExitCode> {
-    let expect = match expect_head.map(Head::parse_arg).transpose() {
+async fn verify(
+    file: &Path,
+    expect_head: Option<&str>,
+    checkpoint: Option<(&Path, &str)>,
+) -> anyhow::Result<ExitCode> {
+    let head = match expect_head.map(Head::parse_arg).transpose() {
         Ok(e) => e,
         Err(message) => {
             eprintln!("--expect-head: {message}");
             return Ok(ExitCode::from(2));
         }
     };
-    let verdict = verify_file(file, expect).await;
+    let tree = match checkpoint
+        .map(|(path, vkey)| crate::transparency::offline::read_checkpoint(path, vkey))
+        .transpose()
+    {
+        Ok(tree) => tree,
+        Err(refused) => {
+            eprintln!("{}: {}", file.display(), refused.message);
+            return Ok(ExitCode::from(refused.exit));
+        }
+    };
+    let verdict = verify_file_with(file, Expected { head, tree }).await;
     match &verdict {
         Verdict::Valid { .. } => println!("{}", verdict.summary()),
         _ => eprintln!("{}: {}", file.display(), verdict.summary()),

@@ -33,6 +33,7 @@ pub struct Settings {
     /// Webhooks to chat and incident tools (DESIGN.md §12); none by default.
     #[serde(default)]
     pub alerts: AlertSettings,
+    pub transparency: TransparencySettings,
 }
 
 /// `[forward_auth]` (DESIGN.md §10): answering reverse proxies that protect
@@ -106,6 +107,85 @@ pub enum WebhookFormat {
     Standard,
     /// `{"text": ...}`, which Slack, Mattermost and Rocket.Chat accept.
     Slack,
+}
+
+/// The ledger as a transparency log (DESIGN.md §11).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TransparencySettings {
+    /// The log's Ed25519 key (a signed-note private key); empty means
+    /// `<data_dir>/transparency.key`, made on first start.
+    pub signing_key_file: PathBuf,
+    /// The log's name on its checkpoints; empty means
+    /// `<public_url host[:port]>/peergate/<ledger_id>`.
+    pub origin: String,
+    /// A new checkpoint is signed after commits at most this often.
+    #[serde(deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+    /// Checkpoint, key and tiles readable by anyone (they hold only counts
+    /// and hashes); otherwise by admins and the read token's bearer.
+    pub public: bool,
+    /// `Authorization: Bearer <read_token>` reads the log; empty means no token.
+    pub read_token: String,
+    /// Witnesses each new checkpoint is sent to.
+    #[serde(default)]
+    pub witness: Vec<WitnessSettings>,
+}
+
+/// One `[[transparency.witness]]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WitnessSettings {
+    /// The witness's prefix (http or https); `/add-checkpoint` is appended.
+    pub url: String,
+    /// The witness's verifier key (a tlog-cosignature key, type 0x04, or a
+    /// plain Ed25519 signed-note key, type 0x01).
+    pub vkey: String,
+}
+
+impl TransparencySettings {
+    /// The key file: the configured one, or `transparency.key` in `data_dir`.
+    pub fn key_file(&self, data_dir: &Path) -> PathBuf {
+        if self.signing_key_file.as_os_str().is_empty() {
+            data_dir.join(crate::transparency::KEY_FILE_NAME)
+        } else {
+            self.signing_key_file.clone()
+        }
+    }
+
+    /// The log's origin line, for the ledger `ledger_id`.
+    pub fn origin_for(&self, public_url: &PublicUrl, ledger_id: &str) -> String {
+        if self.origin.is_empty() {
+            format!("{}/peergate/{ledger_id}", public_url.host_port())
+        } else {
+            self.origin.clone()
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !self.origin.is_empty() && !crate::transparency::is_valid_origin(&self.origin) {
+            bail!(
+                "invalid configuration: transparency.origin `{}` must be one line with no spaces and no `+`",
+                self.origin
+            );
+        }
+        if self.checkpoint_interval.is_zero() {
+            bail!("invalid configuration: transparency.checkpoint_interval must be more than zero");
+        }
+        if !self.read_token.is_empty() && self.read_token.len() < 16 {
+            bail!(
+                "invalid configuration: transparency.read_token must be at least 16 characters when set"
+            );
+        }
+        for (i, witness) in self.witness.iter().enumerate() {
+            let scheme = url::Url::parse(&witness.url).map(|u| u.scheme().to_string());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                bail!("invalid configuration: transparency.witness[{i}].url must be http or https");
+            }
+            if let Err(e) = crate::transparency::WitnessKey::parse(&witness.vkey) {
+                bail!("invalid configuration: transparency.witness[{i}].vkey: {e}");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,7 +332,8 @@ impl Settings {
             bail!("invalid configuration: auth.trusted_device_days must be at most 3650");
         }
         self.validate_forward_auth()?;
-        self.validate_webhooks()
+        self.validate_webhooks()?;
+        self.transparency.validate()
     }
 
     fn validate_forward_auth(&self) -> anyhow::Result<()> {

@@ -16,7 +16,9 @@
 //!   patterns, rules and return-to (`rd`) checks; no I/O.
 //! - `registry`: pending sessions in memory and their events.
 //! - `review`: the peer-review flow (sign in, withdraw, expire, complete).
-//! - `ledger`: the hash-chained ledger, its writer, snapshots and verification.
+//! - `ledger`: the hash-chained ledger, its writer, Merkle tree, snapshots and verification.
+//! - `transparency`: the ledger as a C2SP transparency log: key, signed
+//!   checkpoints, witness pushes, the `witness` server, offline proofs.
 //! - `store`: `app.sqlite` (users, sessions, pending sessions, devices).
 //! - `passwords`: argon2id hashing off the runtime.
 //! - `password_checks`: the bounded pool sign-in password checks run on.
@@ -35,6 +37,7 @@ pub mod config;
 pub mod domain;
 pub mod ledger;
 pub mod startup;
+pub mod transparency;
 
 // The service's insides: private, so that the compiler reports dead code.
 mod alerts;

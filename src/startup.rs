@@ -20,6 +20,7 @@ use crate::password_checks::PasswordChecks;
 use crate::registry::Registry;
 use crate::review::{Flow, FlowParts};
 use crate::state::{AppState, Shared};
+use crate::transparency::Transparency;
 use crate::web::events::{Frames, run_fanout};
 use crate::web::serve::Limits;
 use crate::web::session_cache::{SessionCache, run_invalidation};
@@ -78,6 +79,7 @@ impl Application {
         let (ledger, ledger_tasks) = Ledger::open(&data_dir, clock.clone()).await?;
         let head = ledger.writer.head();
         tracing::info!(seq = head.seq, entry_hash = %head.hash_hex(), "ledger open");
+        let (transparency, log_tasks) = Transparency::start(&settings, &ledger).await?;
 
         let alerts = open_alerts(&settings, &data_dir).await?;
         let flow = build_flow(&settings, db, ledger, alerts, clock)?;
@@ -90,6 +92,7 @@ impl Application {
             going_away: tokio::sync::watch::channel(false).0,
             session_cache: SessionCache::new(),
             flow,
+            transparency,
         });
         let mut tasks = vec![
             ("the ledger writer", ledger_tasks.writer),
@@ -112,6 +115,7 @@ impl Application {
             ),
         ];
         tasks.extend(spawn_senders(&state.alerts)?);
+        tasks.extend(log_tasks);
         Ok(Self {
             lock,
             listener,

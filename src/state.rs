@@ -33,6 +33,8 @@ pub struct Shared {
     /// Fully signed-in sessions as forward auth answers for them, so that a
     /// proxy's question costs no database read (see `web::session_cache`).
     pub session_cache: SessionCache,
+    /// The ledger as a transparency log: checkpoints, key, tree.
+    pub transparency: crate::transparency::Transparency,
 }
 
 impl AppState {

@@ -8,6 +8,7 @@
 //! - `snapshot`: consistent, cached copies for download.
 //! - `verify`: offline verification, as `peergate ledger verify` runs it.
 //! - `read`: queries for the admin pages and start-up reconciliation.
+//! - `tree`: the Merkle tree over the entry hashes (DESIGN.md §11), in memory.
 
 pub mod build;
 pub mod chain;
@@ -15,6 +16,7 @@ pub mod entry;
 pub mod export;
 pub mod read;
 pub mod snapshot;
+pub mod tree;
 pub mod verify;
 pub mod writer;
 
@@ -29,7 +31,8 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 pub use chain::{EntryFields, Head};
 pub use entry::{LedgerDraft, Receipt, SessionFacts};
 pub use snapshot::{Snapshot, Snapshots};
-pub use verify::{Verdict, verify_file};
+pub use tree::Tree;
+pub use verify::{Expected, TreeHead, Verdict, verify_file, verify_file_with};
 pub use writer::{AppendError, LedgerHandle, WriterOptions};
 
 use crate::clock::SharedClock;
@@ -48,6 +51,8 @@ pub struct Ledger {
     pub reader: SqlitePool,
     pub snapshots: Arc<Snapshots>,
     pub path: PathBuf,
+    /// The Merkle tree of the committed entries; the writer extends it.
+    pub tree: Tree,
 }
 
 /// The background tasks the ledger runs; the caller decides how to supervise them.
@@ -72,7 +77,16 @@ impl Ledger {
             .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
         let conn = writer::open_write_connection(&path).await?;
-        let (handle, writer_task) = writer::spawn(conn, clock, options).await?;
+        // Nobody else writes this file (the data-dir lock), so the tree read
+        // now matches the head the writer reads next.
+        let started = std::time::Instant::now();
+        let tree = Tree::new(tree::load(&path).await?);
+        tracing::debug!(
+            records = tree.size(),
+            ms = started.elapsed().as_millis(),
+            "ledger tree rebuilt"
+        );
+        let (handle, writer_task) = writer::spawn(conn, clock, options, tree.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(
@@ -95,6 +109,7 @@ impl Ledger {
                 reader,
                 snapshots,
                 path,
+                tree,
             },
             LedgerTasks {
                 writer: writer_task,

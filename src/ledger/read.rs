@@ -218,3 +218,32 @@ pub async fn ping(pool: &SqlitePool) -> anyhow::Result<()> {
         .context("ledger.sqlite does not answer")?;
     Ok(())
 }
+
+/// The ledger's id (`ledger_meta`), part of the log's default origin.
+pub async fn ledger_id(pool: &SqlitePool) -> anyhow::Result<String> {
+    sqlx::query_scalar("SELECT value FROM ledger_meta WHERE key = 'ledger_id'")
+        .fetch_one(pool)
+        .await
+        .context("reading the ledger id")
+}
+
+/// The entry hashes of seq `first..first + count`, as raw bytes (the tree's
+/// records, for entry bundles). Fewer when the ledger is shorter.
+pub async fn entry_hashes(
+    pool: &SqlitePool,
+    first: i64,
+    count: i64,
+) -> anyhow::Result<Vec<[u8; 32]>> {
+    let hashes: Vec<String> = sqlx::query_scalar(
+        "SELECT entry_hash FROM ledger_entries WHERE seq >= ? AND seq < ? ORDER BY seq",
+    )
+    .bind(first)
+    .bind(first.saturating_add(count))
+    .fetch_all(pool)
+    .await
+    .context("reading entry hashes")?;
+    hashes
+        .iter()
+        .map(|h| super::chain::parse_hash(h).context("a malformed entry_hash"))
+        .collect()
+}

@@ -1,10 +1,29 @@
 //! Offline verification of a ledger file: what `peergate ledger verify` runs,
 //! and what any auditor's script following DESIGN.md §5 would check.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use super::chain::{FIELD_COUNT, FORMAT, Head, hash_parts, parse_hash};
+use super::chain::{FIELD_COUNT, FORMAT, Head, ZERO_HASH, hash_parts, parse_hash};
+use super::tree::MerkleTree;
 use crate::domain::Outcome;
+
+/// What a checkpoint claims about the file (its signature is checked by the
+/// caller): the Merkle root of the first `size` entry hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    pub size: u64,
+    pub root: [u8; 32],
+}
+
+/// What the file must hold besides an intact chain.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected {
+    /// A head remembered elsewhere (`--expect-head`).
+    pub head: Option<Head>,
+    /// A checkpoint's tree head (`--checkpoint`).
+    pub tree: Option<TreeHead>,
+}
 
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +76,37 @@ fn invalid(seq: i64, reason: impl Into<String>) -> Verdict {
 /// Runs on a blocking thread with rusqlite (sharing sqlx's SQLite library):
 /// a tight row loop over borrowed column bytes, no per-field allocation.
 pub async fn verify_file(path: &Path, expect_head: Option<Head>) -> Verdict {
+    verify_file_with(
+        path,
+        Expected {
+            head: expect_head,
+            tree: None,
+        },
+    )
+    .await
+}
+
+/// [`verify_file`] with every expectation, a checkpoint's tree head included.
+pub async fn verify_file_with(path: &Path, expected: Expected) -> Verdict {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || verify_blocking(&path, expect_head))
+    tokio::task::spawn_blocking(move || verify_blocking_with(&path, expected))
         .await
         .unwrap_or_else(|e| Verdict::NotALedger(format!("verification stopped: {e}")))
 }
 
 /// The synchronous body of [`verify_file`].
 pub fn verify_blocking(path: &Path, expect_head: Option<Head>) -> Verdict {
+    verify_blocking_with(
+        path,
+        Expected {
+            head: expect_head,
+            tree: None,
+        },
+    )
+}
+
+/// The synchronous body of [`verify_file_with`].
+pub fn verify_blocking_with(path: &Path, expected: Expected) -> Verdict {
     use rusqlite::OpenFlags;
     if !path.is_file() {
         return Verdict::NotALedger(format!("{} is not a file", path.display()));
@@ -87,7 +129,7 @@ pub fn verify_blocking(path: &Path, expect_head: Option<Head>) -> Verdict {
         Ok(conn) => conn,
         Err(e) => return Verdict::NotALedger(format!("cannot open it as SQLite: {e}")),
     };
-    verify_connection(&conn, expect_head)
+    verify_connection(&conn, expected)
 }
 
 /// Escapes a path for a `file:` URI.
@@ -101,19 +143,29 @@ fn percent_path(path: &Path) -> String {
         .collect()
 }
 
-fn verify_connection(conn: &rusqlite::Connection, expect_head: Option<Head>) -> Verdict {
-    if let Err(verdict) = check_tables(conn).and_then(|()| check_format(conn)) {
+fn verify_connection(conn: &rusqlite::Connection, expected: Expected) -> Verdict {
+    let structure = check_tables(conn)
+        .and_then(|()| check_format(conn))
+        .and_then(|()| check_meta(conn).map_err(structural))
+        .and_then(|()| check_schema(conn).map_err(structural));
+    if let Err(verdict) = structure {
         return verdict;
     }
-    let head = match check_chain(conn) {
-        Ok(head) => head,
+    let keep = expected.tree.map_or(0, |t| t.size);
+    let (head, records) = match check_chain(conn, keep) {
+        Ok(walked) => walked,
         Err(verdict) => return verdict,
     };
     if let Err(reason) = check_triggers(conn) {
-        return Verdict::Invalid { seq: None, reason };
+        return structural(reason);
     }
-    if let Some(expected) = expect_head
+    if let Some(expected) = expected.head
         && let Err(verdict) = check_expected_head(conn, head, expected)
+    {
+        return verdict;
+    }
+    if let Some(tree) = expected.tree
+        && let Err(verdict) = check_tree_head(&records, head, tree)
     {
         return verdict;
     }
@@ -121,6 +173,11 @@ fn verify_connection(conn: &rusqlite::Connection, expect_head: Option<Head>) -> 
         entries: head.seq,
         head,
     }
+}
+
+/// A fault in the file's structure rather than in one entry.
+fn structural(reason: String) -> Verdict {
+    Verdict::Invalid { seq: None, reason }
 }
 
 /// Both ledger tables are there.
@@ -176,7 +233,14 @@ fn check_expected_head(
         ));
     }
     if expected.seq == 0 {
-        return Ok(());
+        // Every ledger contains the empty head, and only with the zero hash.
+        if expected.hash == ZERO_HASH {
+            return Ok(());
+        }
+        return Err(structural(
+            "an expected head at seq 0 must have the all-zero hash: this one names no ledger state"
+                .into(),
+        ));
     }
     let hash: Result<String, _> = conn.query_row(
         "SELECT entry_hash FROM ledger_entries WHERE seq = ?",
@@ -240,8 +304,10 @@ fn check_outcome(outcome: &[u8], confirmed: i64) -> Result<(), String> {
     Ok(())
 }
 
-/// Walks the chain in `seq` order, recomputing every hash.
-fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
+/// Walks the chain in `seq` order, recomputing every hash, and refusing a
+/// second outcome for a session (whatever the file's constraints say).
+/// Returns the head and the first `keep` entry hashes (the tree's records).
+fn check_chain(conn: &rusqlite::Connection, keep: u64) -> Result<(Head, Vec<[u8; 32]>), Verdict> {
     let unreadable =
         |e: rusqlite::Error| Verdict::NotALedger(format!("cannot read ledger_entries: {e}"));
     let mut statement = conn
@@ -254,6 +320,10 @@ fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
         .map_err(unreadable)?;
     let mut rows = statement.query([]).map_err(unreadable)?;
     let mut head = Head::EMPTY;
+    // Session ids by a 64-bit FNV-1a hash (cheap on a million rows); a hash
+    // seen before is confirmed against the earlier row's text.
+    let mut sessions: HashMap<u64, i64> = HashMap::new();
+    let mut records = Vec::new();
     loop {
         let expected = head.seq + 1;
         let row = match rows.next() {
@@ -265,8 +335,62 @@ fn check_chain(conn: &rusqlite::Connection) -> Result<Head, Verdict> {
             seq: expected,
             hash: check_row(row, head)?,
         };
+        let session = text(row, 2).map_err(|e| invalid(expected, e))?;
+        if let Some(first) = sessions.insert(fnv1a(session), expected)
+            && session_at(conn, first).as_deref() == Some(session)
+        {
+            return Err(invalid(
+                expected,
+                format!(
+                    "session {} already has an outcome at seq {first}: one outcome per session",
+                    String::from_utf8_lossy(session)
+                ),
+            ));
+        }
+        if u64::try_from(expected).is_ok_and(|n| n <= keep) {
+            records.push(head.hash);
+        }
     }
-    Ok(head)
+    Ok((head, records))
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The session id stored at `seq`, as bytes.
+fn session_at(conn: &rusqlite::Connection, seq: i64) -> Option<Vec<u8>> {
+    conn.query_row(
+        "SELECT CAST(session_id AS BLOB) FROM ledger_entries WHERE seq = ?",
+        [seq],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
+/// The checkpoint's root must be the Merkle root of the first `size` entries.
+fn check_tree_head(records: &[[u8; 32]], head: Head, tree: TreeHead) -> Result<(), Verdict> {
+    if u64::try_from(head.seq).unwrap_or(0) < tree.size {
+        return Err(invalid(
+            head.seq + 1,
+            format!(
+                "the checkpoint covers {} entries but the file holds only {}: its tail was cut off",
+                tree.size, head.seq
+            ),
+        ));
+    }
+    let root = MerkleTree::from_records(records.iter())
+        .root(tree.size)
+        .map_err(|e| structural(format!("{e:#}")))?;
+    if root.0 == tree.root {
+        return Ok(());
+    }
+    Err(structural(format!(
+        "the Merkle root of the first {} entries is not the checkpoint's: history was rewritten",
+        tree.size
+    )))
 }
 
 /// Checks the row that should follow `head`, and returns its hash.
@@ -313,33 +437,200 @@ fn check_row(row: &rusqlite::Row<'_>, head: Head) -> Result<[u8; 32], Verdict> {
     }
 }
 
-/// The append-only triggers must be there, and must abort.
+/// The append-only triggers must be there, exactly as peergate writes them:
+/// a trigger whose body was changed (a `WHEN 0`, a `SELECT 1`) may no longer
+/// abort, so anything but the original text is refused.
 fn check_triggers(conn: &rusqlite::Connection) -> Result<(), String> {
-    let triggers: Vec<(String, String)> = conn
-        .prepare("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
-        .and_then(|mut st| {
-            st.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0).unwrap_or_default(),
-                    r.get::<_, String>(1)
-                        .unwrap_or_default()
-                        .to_ascii_uppercase(),
-                ))
-            })?
-            .collect()
-        })
-        .map_err(|e| format!("cannot read the triggers: {e}"))?;
-    for table in ["ledger_entries", "ledger_meta"] {
-        for op in ["UPDATE", "DELETE"] {
-            let present = triggers.iter().any(|(t, sql)| {
-                t == table && sql.contains(&format!("BEFORE {op}")) && sql.contains("RAISE(ABORT")
-            });
-            if !present {
+    let expected = expected_schema()?;
+    let found = schema_of(conn)?;
+    for (table, op, name) in [
+        ("ledger_entries", "UPDATE", "ledger_entries_no_update"),
+        ("ledger_entries", "DELETE", "ledger_entries_no_delete"),
+        ("ledger_meta", "UPDATE", "ledger_meta_no_update"),
+        ("ledger_meta", "DELETE", "ledger_meta_no_delete"),
+    ] {
+        let key = ("trigger".to_string(), name.to_string());
+        match found.get(&key) {
+            None => {
                 return Err(format!(
                     "the BEFORE {op} trigger on {table} is missing: the file is not append-only"
                 ));
             }
+            Some(sql) if Some(sql) != expected.get(&key) => {
+                return Err(format!(
+                    "the BEFORE {op} trigger on {table} ({name}) was changed: it may no longer abort, so the file is not append-only"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let extra: Vec<&str> = found
+        .keys()
+        .filter(|(kind, _)| kind == "trigger")
+        .filter(|key| !expected.contains_key(*key))
+        .map(|(_, name)| name.as_str())
+        .collect();
+    if !extra.is_empty() {
+        return Err(format!(
+            "the file has triggers peergate never writes: {}",
+            extra.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A schema as `(type, name) → normalised SQL` (comments and runs of
+/// whitespace removed; `''` for the automatic indexes of UNIQUE constraints).
+/// `sqlite_stat*` tables (left by `ANALYZE`) are not part of the format.
+type Schema = HashMap<(String, String), String>;
+
+fn schema_of(conn: &rusqlite::Connection) -> Result<Schema, String> {
+    conn.prepare(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'",
+    )
+    .and_then(|mut st| {
+        st.query_map([], |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                normalise_sql(&r.get::<_, String>(2)?),
+            ))
+        })?
+        .collect()
+    })
+    .map_err(|e| format!("cannot read the schema: {e}"))
+}
+
+/// The schema peergate writes, from `ledger_schema.sql` applied to an empty
+/// in-memory database.
+fn expected_schema() -> Result<Schema, String> {
+    let conn = rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?;
+    conn.execute_batch(super::writer::SCHEMA)
+        .map_err(|e| format!("ledger_schema.sql does not apply: {e}"))?;
+    schema_of(&conn)
+}
+
+fn normalise_sql(sql: &str) -> String {
+    sql.lines()
+        .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The tables and the indexes of their UNIQUE constraints are exactly those
+/// peergate writes: a table rebuilt without its constraints could hold two
+/// outcomes for one session.
+fn check_schema(conn: &rusqlite::Connection) -> Result<(), String> {
+    let expected = expected_schema()?;
+    let found = schema_of(conn)?;
+    for ((kind, name), sql) in expected.iter().filter(|((kind, _), _)| kind != "trigger") {
+        match found.get(&(kind.clone(), name.clone())) {
+            None if kind == "index" => {
+                return Err(format!(
+                    "the index {name} of a UNIQUE constraint is missing: the table was rebuilt without its constraints"
+                ));
+            }
+            None => return Err(format!("the {kind} {name} is missing")),
+            Some(have) if have != sql => {
+                return Err(format!(
+                    "the {kind} {name} is not defined as peergate defines it (its columns or UNIQUE constraints changed)"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((kind, name)) = found
+        .keys()
+        .find(|key| key.0 != "trigger" && !expected.contains_key(*key))
+    {
+        return Err(format!(
+            "the file has a {kind} peergate never writes: {name}"
+        ));
+    }
+    Ok(())
+}
+
+/// `ledger_meta` holds exactly the rows peergate writes: the format, a
+/// 32-hex-digit ledger id and an RFC 3339 creation time, all text.
+fn check_meta(conn: &rusqlite::Connection) -> Result<(), String> {
+    let rows: Vec<(String, Option<String>)> = conn
+        .prepare("SELECT CAST(key AS TEXT), CASE typeof(value) WHEN 'text' THEN value END FROM ledger_meta ORDER BY key")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(|e| format!("cannot read ledger_meta: {e}"))?;
+    let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    if keys != ["created_at", "format", "ledger_id"] {
+        return Err(format!(
+            "ledger_meta was changed: it holds the keys [{}], not exactly created_at, format and ledger_id",
+            keys.join(", ")
+        ));
+    }
+    for (key, value) in &rows {
+        let Some(value) = value else {
+            return Err(format!("ledger_meta was changed: {key} is not text"));
+        };
+        let ok = match key.as_str() {
+            "ledger_id" => {
+                value.len() == 32
+                    && value
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }
+            "created_at" => chrono::DateTime::parse_from_rfc3339(value).is_ok(),
+            _ => true,
+        };
+        if !ok {
+            return Err(format!(
+                "ledger_meta was changed: `{value}` is not a valid {key}"
+            ));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::build::sample_entry;
+    use crate::ledger::writer::ChainedRow;
+
+    /// A chain that is intact but gives one session two outcomes is refused
+    /// row by row, whatever the file's constraints.
+    #[test]
+    fn a_second_outcome_for_a_session_is_refused_at_its_seq() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let (tables, _) = super::super::writer::SCHEMA
+            .split_once("-- @after-meta-rows")
+            .unwrap();
+        conn.execute_batch(&tables.replace("NOT NULL UNIQUE", "NOT NULL"))
+            .unwrap();
+        let mut head = Head::EMPTY;
+        for seq in 1..=4 {
+            let mut fields = sample_entry(seq);
+            if seq == 4 {
+                fields.session_id = sample_entry(2).session_id;
+            }
+            let row = ChainedRow::link(&mut head, fields);
+            let f = &row.fields;
+            conn.execute(
+                "INSERT INTO ledger_entries VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+                rusqlite::params![
+                    f.seq, f.entry_id, f.session_id, f.outcome, f.requester_id, f.requester_name,
+                    f.requester_ip, f.requester_user_agent, f.reviewer_id, f.reviewer_name,
+                    f.channel, f.code_confirmed, f.note, f.session_created_at, f.decided_at,
+                    row.prev_hash, row.entry_hash
+                ],
+            )
+            .unwrap();
+        }
+        match check_chain(&conn, 0) {
+            Err(Verdict::Invalid {
+                seq: Some(4),
+                reason,
+            }) => {
+                assert!(reason.contains("seq 2"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(check_schema(&conn).is_err());
+    }
 }

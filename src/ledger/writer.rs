@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::chain::{EntryFields, FORMAT, Head, parse_hash};
 use super::entry::{LedgerDraft, Receipt};
+use super::tree::Tree;
 use crate::clock::{SharedClock, rfc3339};
 use crate::domain::ids::new_entry_id;
 
@@ -57,7 +58,7 @@ impl Default for WriterOptions {
 }
 
 /// The schema, applied to a new ledger; see `ledger_schema.sql`.
-const SCHEMA: &str = include_str!("../../ledger_schema.sql");
+pub(super) const SCHEMA: &str = include_str!("../../ledger_schema.sql");
 const AFTER_META_MARKER: &str = "-- @after-meta-rows";
 
 /// Why an append was not recorded.
@@ -209,16 +210,32 @@ pub async fn read_head(conn: &mut SqliteConnection) -> anyhow::Result<Head> {
     Ok(Head { seq, hash })
 }
 
-/// Starts the writer on `conn`; returns its handle and the task.
+/// Starts the writer on `conn`; returns its handle and the task. `tree` must
+/// hold the records of every entry already in the file: the writer extends it
+/// after each commit, before it publishes the new head.
 pub async fn spawn(
     mut conn: SqliteConnection,
     clock: SharedClock,
     options: WriterOptions,
+    tree: Tree,
 ) -> anyhow::Result<(LedgerHandle, tokio::task::JoinHandle<()>)> {
     let head = read_head(&mut conn).await?;
+    if u64::try_from(head.seq).ok() != Some(tree.size()) {
+        bail!(
+            "the ledger's tree has {} records but its head is at seq {}",
+            tree.size(),
+            head.seq
+        );
+    }
     let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
     let (head_tx, head_rx) = watch::channel(head);
-    let task = tokio::spawn(run(conn, rx, head_tx, clock, options.max_batch.max(1)));
+    let writer = Writer {
+        head_tx,
+        clock,
+        max_batch: options.max_batch.max(1),
+        tree,
+    };
+    let task = tokio::spawn(run(conn, rx, writer));
     Ok((
         LedgerHandle {
             tx,
@@ -229,21 +246,37 @@ pub async fn spawn(
     ))
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<AppendCommand>,
+/// What the writer task owns besides its connection and queue.
+struct Writer {
+    /// Publishes the head after each commit.
     head_tx: watch::Sender<Head>,
     clock: SharedClock,
     max_batch: usize,
-) {
+    /// The Merkle tree, extended with each committed batch.
+    tree: Tree,
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<AppendCommand>, writer: Writer) {
+    let Writer {
+        head_tx,
+        clock,
+        max_batch,
+        tree,
+    } = writer;
     let mut head = *head_tx.borrow();
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let started = Instant::now();
         let decided_at = rfc3339(clock.now());
         match write_batch(&mut conn, head, &batch, &decided_at).await {
-            Ok((new_head, results)) => {
+            Ok(Committed {
+                head: new_head,
+                results,
+                records,
+            }) => {
                 head = new_head;
+                // The tree first: whoever sees the new head finds its tree.
+                tree.extend(&records);
                 head_tx.send_replace(head);
                 let written = results.iter().filter(|r| r.is_ok()).count();
                 tracing::info!(
@@ -291,6 +324,15 @@ async fn run(
 /// of 32,766 bound parameters per statement.
 const ROWS_PER_INSERT: usize = 128;
 
+/// A committed batch.
+struct Committed {
+    head: Head,
+    /// One reply per command, in order.
+    results: Vec<Result<Receipt, AppendError>>,
+    /// The entry hashes written, in seq order: the tree's new records.
+    records: Vec<[u8; 32]>,
+}
+
 /// Writes one batch in one transaction. Drafts for sessions that already have
 /// an outcome are refused one by one; the rest are written. Two statements do
 /// the work whatever the batch size: one lookup of the batch's session ids,
@@ -300,7 +342,7 @@ async fn write_batch(
     head: Head,
     batch: &[AppendCommand],
     decided_at: &str,
-) -> anyhow::Result<(Head, Vec<Result<Receipt, AppendError>>)> {
+) -> anyhow::Result<Committed> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let ids: Vec<&str> = batch
         .iter()
@@ -346,7 +388,11 @@ async fn write_batch(
     }
     insert_rows(&mut tx, &rows).await?;
     tx.commit().await.context("committing a ledger batch")?;
-    Ok((next, results))
+    Ok(Committed {
+        head: next,
+        results,
+        records: rows.iter().map(|row| row.hash).collect(),
+    })
 }
 
 /// Which of these session ids already have an outcome in the ledger.
@@ -373,6 +419,8 @@ pub struct ChainedRow {
     pub fields: EntryFields,
     pub prev_hash: String,
     pub entry_hash: String,
+    /// `entry_hash` as raw bytes: the entry's record in the Merkle tree.
+    pub hash: [u8; 32],
 }
 
 impl ChainedRow {
@@ -384,6 +432,7 @@ impl ChainedRow {
         let row = Self {
             prev_hash: hex::encode(head.hash),
             entry_hash: hex::encode(hash),
+            hash,
             fields,
         };
         *head = Head {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{percentile, synthetic_draft};
 use crate::clock::SystemClock;
 use crate::ledger::{Ledger, WriterOptions};
+use crate::transparency::{LogKey, SecretKey, Transparency};
 
 /// Appenders running at once; each waits for its reply before the next append,
 /// like request handlers do.
@@ -31,6 +32,10 @@ pub struct LedgerReport {
     pub ratio: f64,
     pub ack_p50_ms: f64,
     pub ack_p99_ms: f64,
+    /// The transparency log's signer ran as the service runs it.
+    pub checkpoint_interval_ms: u128,
+    /// Checkpoints signed during the group-commit run.
+    pub checkpoints: usize,
 }
 
 struct Run {
@@ -38,11 +43,37 @@ struct Run {
     elapsed: Duration,
     /// Enqueue-to-ack times, sorted, in milliseconds.
     acks_ms: Vec<f64>,
+    checkpoints: usize,
 }
 
-async fn run_appends(options: WriterOptions, entries: usize) -> anyhow::Result<Run> {
+/// Starts the checkpoint signer on `ledger` (a key in memory) and a counter
+/// of the checkpoints it signs.
+fn start_checkpointing(
+    ledger: &Ledger,
+    interval: Duration,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<usize>)> {
+    let key = LogKey::new("loadtest.peergate.test/ledger", &SecretKey::generate())?;
+    let log = Transparency::new(key, ledger.tree.clone(), ledger.writer.head(), 0)?;
+    let signer = log.spawn_signer(ledger.writer.watch_head(), interval);
+    let mut latest = log.subscribe();
+    let counter = tokio::spawn(async move {
+        let mut count = 0;
+        while latest.changed().await.is_ok() {
+            count += 1;
+        }
+        count
+    });
+    Ok((signer, counter))
+}
+
+async fn run_appends(
+    options: WriterOptions,
+    entries: usize,
+    checkpoint_interval: Duration,
+) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir().context("creating a temporary ledger dir")?;
     let (ledger, tasks) = Ledger::open_with(dir.path(), Arc::new(SystemClock), options).await?;
+    let (signer, counter) = start_checkpointing(&ledger, checkpoint_interval)?;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let deadline = Instant::now() + TIME_LIMIT;
     let started = Instant::now();
@@ -80,22 +111,28 @@ async fn run_appends(options: WriterOptions, entries: usize) -> anyhow::Result<R
     drop(ledger);
     tasks.writer.abort();
     tasks.checkpointer.abort();
+    // The signer ends with the writer; the counter with the signer.
+    let _ = signer.await;
+    let checkpoints = counter.await.unwrap_or(0);
     Ok(Run {
         appended: acks_ms.len(),
         elapsed,
         acks_ms,
+        checkpoints,
     })
 }
 
-/// Runs both measurements; group commit first.
-pub async fn run(entries: usize) -> anyhow::Result<LedgerReport> {
-    let group = run_appends(WriterOptions::default(), entries).await?;
+/// Runs both measurements; group commit first. Both with the transparency
+/// log's checkpoint signer running every `checkpoint_interval`.
+pub async fn run(entries: usize, checkpoint_interval: Duration) -> anyhow::Result<LedgerReport> {
+    let group = run_appends(WriterOptions::default(), entries, checkpoint_interval).await?;
     let single = run_appends(
         WriterOptions {
             max_batch: 1,
             ..WriterOptions::default()
         },
         entries.min(SINGLE_TXN_MAX_ENTRIES),
+        checkpoint_interval,
     )
     .await?;
     let rate = |r: &Run| r.appended as f64 / r.elapsed.as_secs_f64().max(1e-9);
@@ -108,6 +145,8 @@ pub async fn run(entries: usize) -> anyhow::Result<LedgerReport> {
         ratio: (group_rate / single_rate.max(1e-9) * 10.0).round() / 10.0,
         ack_p50_ms: round3(percentile(&group.acks_ms, 50.0)),
         ack_p99_ms: round3(percentile(&group.acks_ms, 99.0)),
+        checkpoint_interval_ms: checkpoint_interval.as_millis(),
+        checkpoints: group.checkpoints,
     })
 }
 
@@ -131,5 +170,12 @@ pub fn rows(r: &LedgerReport) -> Vec<(&'static str, String)> {
         ("ratio", format!("{:.1}x", r.ratio)),
         ("enqueue-to-ack p50", format!("{:.3} ms", r.ack_p50_ms)),
         ("enqueue-to-ack p99", format!("{:.3} ms", r.ack_p99_ms)),
+        (
+            "checkpoints signed (group commit run)",
+            format!(
+                "{} (every {} ms at most)",
+                r.checkpoints, r.checkpoint_interval_ms
+            ),
+        ),
     ]
 }

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod live;
 pub mod server;
 pub mod snapshot;
+pub mod tlog;
 
 use serde::Serialize;
 

@@ -104,6 +104,16 @@ pub struct WebhooksView<'a> {
     pub failures: &'a [DeliveryRow<'a>],
 }
 
+/// The transparency log as the dashboard shows it.
+pub struct LogView<'a> {
+    /// The signed checkpoint of the snapshot's size (with any cosignatures).
+    pub checkpoint: &'a str,
+    /// The log's verifier key.
+    pub vkey: &'a str,
+    /// How many witnesses are configured.
+    pub witnesses: usize,
+}
+
 pub struct AdminView<'a> {
     pub user: Viewer<'a>,
     /// Open code mismatches, shown first until acknowledged.
@@ -117,6 +127,7 @@ pub struct AdminView<'a> {
     pub downloads: &'a [DownloadRow<'a>],
     /// The newest entries, for a glance at what happened last.
     pub latest: &'a [EntryRow<'a>],
+    pub log: LogView<'a>,
 }
 
 pub fn dashboard(v: &AdminView<'_>) -> Markup {
@@ -159,6 +170,8 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                     a href="/admin/exports/ledger.sqlite.sha256" download={ (s.filename) ".sha256" } { "SHA-256 file" }
                     " · "
                     a href="/admin/exports/ledger.sqlite.b3" download={ (s.filename) ".b3" } { "BLAKE3 file" }
+                    " · "
+                    a href="/admin/exports/ledger.sqlite.checkpoint" download={ (s.filename) ".checkpoint" } id="download-checkpoint" { "Signed checkpoint" }
                 }
                 p {
                     "For a SIEM or a spreadsheet, the same entries as "
@@ -171,12 +184,21 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                     dt { "SHA-256" } dd { (copyable("snapshot-sha256", &s.sha256)) }
                     dt { "BLAKE3" } dd { (copyable("snapshot-blake3", &s.blake3)) }
                     dt { "Snapshot head" } dd { code { (snapshot_head) } }
+                    dt { "Verifier key" } dd { (copyable("log-vkey", v.log.vkey)) }
+                }
+                h3 { "Signed checkpoint" }
+                pre.commands #snapshot-checkpoint { (v.log.checkpoint) }
+                p.hint {
+                    "The log's signature on the Merkle root of the first " (s.head.seq) " entries"
+                    @if v.log.witnesses > 0 { ", with the cosignatures of its witnesses when they have signed it" }
+                    ". Publish the verifier key where auditors can find it: with both, anyone can check a copy without trusting this page."
                 }
                 h3 { "Check it" }
                 pre.commands {
                     "sha256sum -c " (s.filename) ".sha256\n"
                     "b3sum -c " (s.filename) ".b3\n"
-                    "peergate ledger verify " (s.filename) " --expect-head " (snapshot_head)
+                    "peergate ledger verify " (s.filename) " --expect-head " (snapshot_head) "\n"
+                    "peergate ledger verify " (s.filename) " --checkpoint " (s.filename) ".checkpoint --key '" (v.log.vkey) "'"
                 }
                 p.hint { "Keep the head somewhere else too: a later download that does not contain it has lost or rewritten history." }
                 h3 { "Latest entries" }

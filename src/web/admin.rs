@@ -46,6 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/exports/ledger.sqlite.b3", get(blake3_file))
         .route("/admin/exports/ledger.jsonl", get(export_jsonl))
         .route("/admin/exports/ledger.csv", get(export_csv))
+        .route(
+            "/admin/exports/ledger.sqlite.checkpoint",
+            get(checkpoint_file),
+        )
         .route("/api/v1/admin/ledger/head", get(head_api))
         .route("/metrics", get(metrics))
 }
@@ -143,6 +147,7 @@ async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<R
     let recent: Vec<_> = recent.iter().map(download_row).collect();
     let latest = read::page(&app.ledger.reader, &EntryFilter::default(), LATEST_ENTRIES).await?;
     let latest: Vec<_> = latest.iter().map(entry_row).collect();
+    let checkpoint = String::from_utf8_lossy(&snapshot_checkpoint(&app, &snapshot)?).into_owned();
     Ok(views::admin::dashboard(&views::admin::AdminView {
         user: super::viewer(&admin.user),
         mismatches: &mismatch_rows,
@@ -158,6 +163,11 @@ async fn dashboard(State(app): State<AppState>, Admin(admin): Admin) -> Result<R
         reviewers_online: app.registry.reviewers_online(),
         downloads: &recent,
         latest: &latest,
+        log: views::admin::LogView {
+            checkpoint: &checkpoint,
+            vkey: app.transparency.vkey(),
+            witnesses: app.settings.transparency.witness.len(),
+        },
     })
     .into_response())
 }
@@ -414,6 +424,31 @@ async fn sha256_file(State(app): State<AppState>, Admin(_): Admin) -> Result<Res
 async fn blake3_file(State(app): State<AppState>, Admin(_): Admin) -> Result<Response> {
     let snapshot = current_snapshot(&app).await?;
     Ok(checksum_file(&snapshot, &snapshot.blake3, "b3"))
+}
+
+/// The signed checkpoint whose size is the snapshot's seq (DESIGN.md §11).
+async fn checkpoint_file(State(app): State<AppState>, Admin(_): Admin) -> Result<Response> {
+    let snapshot = current_snapshot(&app).await?;
+    let note = snapshot_checkpoint(&app, &snapshot)?;
+    let mut headers = head_headers(&snapshot);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}.checkpoint\"",
+        snapshot.filename
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    headers.remove(header::ETAG);
+    headers.remove("repr-digest");
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok((StatusCode::OK, headers, note).into_response())
+}
+
+fn snapshot_checkpoint(app: &AppState, snapshot: &Snapshot) -> Result<Vec<u8>> {
+    let size = u64::try_from(snapshot.head.seq).map_err(anyhow::Error::from)?;
+    Ok(app.transparency.checkpoint_at(size)?)
 }
 
 /// `GET /api/v1/admin/ledger/head`'s answer.

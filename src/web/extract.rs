@@ -80,6 +80,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
     }
 }
 
+/// Someone who may read the transparency log (DESIGN.md §11): anyone when
+/// `transparency.public` is on; else the bearer of `transparency.read_token`,
+/// or an admin. A wrong token is 401, a signed-in non-admin 403.
+pub struct LogReader;
+
+impl FromRequestParts<AppState> for LogReader {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        let config = &app.settings.transparency;
+        if config.public {
+            return Ok(Self);
+        }
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(given) = bearer {
+            let token = config.read_token.as_bytes();
+            return if !token.is_empty() && crate::domain::constant_time_eq(given.as_bytes(), token)
+            {
+                Ok(Self)
+            } else {
+                Err(Error::Unauthenticated)
+            };
+        }
+        Admin::from_request_parts(parts, app).await.map(|_| Self)
+    }
+}
+
 /// A half-authenticated requester and the pending session they wait on.
 pub struct HalfAuthenticated {
     pub session: BrowserSession,

@@ -29,6 +29,7 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 pub fn is_api_path(path: &str) -> bool {
     path.starts_with("/api/")
         || path.starts_with("/ws/")
+        || path.starts_with("/ledger/")
         || path == "/metrics"
         || path == "/healthz"
 }

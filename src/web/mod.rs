@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod pending;
 pub mod serve;
 pub mod session_cache;
+pub mod transparency;
 pub mod ws;
 
 use std::fmt::Write as _;
@@ -78,6 +79,7 @@ pub fn create_app(state: AppState) -> Router {
         .merge(pending::router())
         .merge(inbox::router())
         .merge(admin::router())
+        .merge(transparency::router())
         .merge(ws::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -26,4 +26,5 @@ mod mismatch;
 mod openapi;
 mod shutdown;
 mod signin;
+mod tlog;
 mod upgrade;
