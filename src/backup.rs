@@ -13,6 +13,10 @@ use crate::ledger::{Head, Verdict, verify_file};
 /// The files a data dir's state lives in.
 const FILES: [&str; 2] = ["app.sqlite", crate::ledger::FILE_NAME];
 
+/// The transparency log's key, when it lives in the data dir: without it a
+/// restored log would have to take a new name (and auditors a new key).
+const KEY_FILE: &str = "transparency.key";
+
 /// The manifest's name inside a backup dir.
 const MANIFEST: &str = "manifest.json";
 
@@ -54,6 +58,16 @@ pub async fn backup(data_dir: &Path, out: &Path) -> anyhow::Result<Manifest> {
         let (bytes, _, sha256) = hash_file(to).await?;
         files.push(ManifestFile {
             name: name.into(),
+            bytes,
+            sha256,
+        });
+    }
+    let key = data_dir.join(KEY_FILE);
+    if key.is_file() {
+        copy_private(&key, &out.join(KEY_FILE))?;
+        let (bytes, _, sha256) = hash_file(out.join(KEY_FILE)).await?;
+        files.push(ManifestFile {
+            name: KEY_FILE.into(),
             bytes,
             sha256,
         });
@@ -103,12 +117,14 @@ pub async fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Manifest> {
 /// Copies the backup's files into `staging` and checks them.
 async fn stage(from: &Path, staging: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     for file in &manifest.files {
-        if !FILES.contains(&file.name.as_str()) {
-            bail!("the manifest names an unknown file `{}`", file.name);
-        }
         let to = staging.join(&file.name);
-        std::fs::copy(from.join(&file.name), &to)
-            .with_context(|| format!("copying {}", file.name))?;
+        match file.name.as_str() {
+            KEY_FILE => copy_private(&from.join(KEY_FILE), &to)?,
+            name if FILES.contains(&name) => {
+                std::fs::copy(from.join(name), &to).with_context(|| format!("copying {name}"))?;
+            }
+            other => bail!("the manifest names an unknown file `{other}`"),
+        }
         let (bytes, _, sha256) = hash_file(to).await?;
         if bytes != file.bytes || sha256 != file.sha256 {
             bail!("{} does not match its checksum in the manifest", file.name);
@@ -119,6 +135,21 @@ async fn stage(from: &Path, staging: &Path, manifest: &Manifest) -> anyhow::Resu
         Verdict::Valid { .. } => Ok(()),
         other => bail!("the backed-up ledger does not verify: {other:?}"),
     }
+}
+
+/// Copies a secret, readable by its owner only (mode 0600).
+fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .with_context(|| format!("creating {}", to.display()))?;
+    std::io::Write::write_all(&mut file, &bytes)?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// Creates `dir` if needed; refuses one that holds anything.

@@ -244,9 +244,12 @@ pub enum LedgerCommand {
     /// Print the inclusion proof of one entry in the tree of the first N
     /// entries: base64 hashes, one a line.
     Prove {
+        /// The ledger file holding the entry.
         file: PathBuf,
+        /// The entry to prove (its seq).
         #[arg(long, value_name = "S")]
         seq: u64,
+        /// The size of the checkpoint to prove it in (at least S).
         #[arg(long, value_name = "N")]
         size: u64,
     },

@@ -23,6 +23,7 @@ const TIME_LIMIT: Duration = Duration::from_mins(2);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TlogArgs {
+    /// Entries in the ledger to build.
     #[arg(long, default_value_t = 1_000_000)]
     pub entries: usize,
     /// Tile and bundle requests, half each.

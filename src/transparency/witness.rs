@@ -47,6 +47,7 @@ pub struct WitnessArgs {
     /// origin). Repeat for more logs.
     #[arg(long = "log", value_name = "VKEY", required = true)]
     pub logs: Vec<String>,
+    /// Where the witness listens, e.g. 0.0.0.0:7380.
     #[arg(long, value_name = "ADDR")]
     pub bind: SocketAddr,
     /// The witness's name on its cosignatures, when the key file is made.

@@ -46,7 +46,8 @@ async fn a_backup_taken_under_load_restores_and_serves() {
     // The manifest names both files and the head at the moment of the copy.
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(backup.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["files"].as_array().unwrap().len(), 2);
+    // Both databases and the transparency log's key.
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 3);
     let head = manifest["ledger_head"].as_str().unwrap().to_string();
 
     // A second backup into the same dir is refused; so is a restore over data.
@@ -77,6 +78,17 @@ async fn a_backup_taken_under_load_restores_and_serves() {
     .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&head), "{out}");
+    // The transparency log's key comes back too, still private.
+    let key = restored.join("transparency.key");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        std::fs::read(backup.join("transparency.key")).unwrap()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     let again = spawn_app_in(&restored, "", None).await;
     let verdict = peergate::ledger::verify_file(
