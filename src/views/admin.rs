@@ -187,14 +187,15 @@ pub fn dashboard(v: &AdminView<'_>) -> Markup {
                     dt { "Verifier key" } dd { (copyable("log-vkey", v.log.vkey)) }
                 }
                 h3 { "Signed checkpoint" }
-                pre.commands #snapshot-checkpoint { (v.log.checkpoint) }
+                // Scrollable on a narrow screen: reachable by keyboard too.
+                pre.commands #snapshot-checkpoint tabindex="0" aria-label="Signed checkpoint" { (v.log.checkpoint) }
                 p.hint {
                     "The log's signature on the Merkle root of the first " (s.head.seq) " entries"
                     @if v.log.witnesses > 0 { ", with the cosignatures of its witnesses when they have signed it" }
                     ". Publish the verifier key where auditors can find it: with both, anyone can check a copy without trusting this page."
                 }
                 h3 { "Check it" }
-                pre.commands {
+                pre.commands tabindex="0" aria-label="Commands to check the download" {
                     "sha256sum -c " (s.filename) ".sha256\n"
                     "b3sum -c " (s.filename) ".b3\n"
                     "peergate ledger verify " (s.filename) " --expect-head " (snapshot_head) "\n"
