@@ -921,8 +921,8 @@ async fn the_way_back_survives_a_restart() {
 #[tokio::test]
 async fn chromium_through_nginx_from_first_click_to_the_app() {
     use crate::browser::{
-        LONG, browser_slots, click_css, driver, open_inbox, screenshot, sign_in_ui, wait_for,
-        wait_text, waiting_session_id,
+        LONG, audit, browser_slots, click_css, driver, open_inbox, screenshot, sign_in_ui,
+        wait_for, wait_text, waiting_session_id,
     };
     use fantoccini::Locator;
 
@@ -949,6 +949,7 @@ async fn chromium_through_nginx_from_first_click_to_the_app() {
     let continuing = wait_text(&requester, ".continue-to").await;
     assert!(continuing.contains("app.peergate.test"), "{continuing}");
     screenshot(&requester, "fwd-sign-in-names-the-app").await;
+    audit(&requester, "the sign-in page naming the app").await;
     requester
         .find(Locator::Id("username"))
         .await
@@ -968,6 +969,7 @@ async fn chromium_through_nginx_from_first_click_to_the_app() {
     let continuing = wait_text(&requester, ".continue-to").await;
     assert!(continuing.contains("app.peergate.test"), "{continuing}");
     screenshot(&requester, "fwd-waiting").await;
+    audit(&requester, "the waiting page naming the app").await;
 
     // The reviewer approves in the drawer.
     let id = waiting_session_id(app);

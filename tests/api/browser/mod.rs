@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::helpers::*;
-use axe::audit;
+pub use axe::audit;
 
 mod a11y;
 mod axe;
@@ -699,6 +699,7 @@ async fn a_mismatch_in_the_drawer_raises_the_alarm_on_the_admin_page() {
     );
     click_css(&ada, "input[name=outcome][value=mismatch]").await;
     screenshot(&ada, "mismatch-drawer").await;
+    audit(&ada, "the drawer, mismatch chosen").await;
     click_css(&ada, "form.decision button[type=submit]").await;
     let recorded = wait_text(&ada, "#mismatch-recorded").await;
     assert!(
@@ -717,6 +718,8 @@ async fn a_mismatch_in_the_drawer_raises_the_alarm_on_the_admin_page() {
         "{alarm}"
     );
     screenshot(&ada, "mismatch-admin").await;
+    audit(&ada, "the admin page with a mismatch alarm").await;
+    audit(&requester, "the waiting page, denied after a mismatch").await;
     click_css(&ada, &format!("#mismatch-{id} button[type=submit]")).await;
     wait_for(&ada, "#webhooks", LONG).await;
     wait_gone(&ada, "#mismatches", LONG).await;
