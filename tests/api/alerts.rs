@@ -178,14 +178,6 @@ const ALL_EVENTS: [&str; 6] = [
     "review.mismatch",
 ];
 
-/// Signs `username` in and returns their pending session id.
-async fn request_review(app: &TestApp, username: &str) -> String {
-    let browser = app.client();
-    app.sign_in(&browser, username, "half_authenticated").await;
-    let (_, pending) = app.get_json(&browser, "/api/v1/pending").await;
-    pending["session_id"].as_str().unwrap().to_string()
-}
-
 /// The reviewer's view of a session's code, then a decision; returns (code, entry).
 async fn decide(app: &TestApp, reviewer: &Browser, id: &str, decision: Value) -> (String, Value) {
     let (_, detail) = app.get_json(reviewer, &format!("/api/v1/inbox/{id}")).await;
@@ -232,7 +224,7 @@ async fn each_event_arrives_signed_with_its_documented_payload() {
     let wait = Duration::from_secs(5);
 
     // Requested, then unattended (no reviewer has the inbox open), then overdue.
-    let uma = request_review(&app, "uma").await;
+    let uma = waiting(&app, "uma").await.1;
     let requested = receiver.event("review.requested", &uma, wait).await;
     check_data(&app, &requested, &uma, "uma", "new");
     assert!(requested["data"]["reviewer"].is_null() && requested["data"]["seq"].is_null());
@@ -255,7 +247,7 @@ async fn each_event_arrives_signed_with_its_documented_payload() {
         decided["data"]["reviewer"],
         json!({"id": rita.id, "display_name": "Rita Reviewer"})
     );
-    let ola = request_review(&app, "ola").await;
+    let ola = waiting(&app, "ola").await.1;
     let deny = json!({"outcome": "deny", "channel": "chat", "code_confirmed": false, "note": "NOTE-deny-91bc"});
     let (code_ola, _) = decide(&app, &reviewer, &ola, deny).await;
     assert_eq!(
@@ -264,7 +256,7 @@ async fn each_event_arrives_signed_with_its_documented_payload() {
     );
 
     // A mismatch sends review.mismatch, not review.decided.
-    let una = request_review(&app, "una").await;
+    let una = waiting(&app, "una").await.1;
     let mismatch = json!({"outcome": "mismatch", "channel": "call", "code_confirmed": false, "note": "NOTE-mismatch-c0de"});
     let (una_code, entry) = decide(&app, &reviewer, &una, mismatch).await;
     let alarm = receiver.event("review.mismatch", &una, wait).await;
@@ -273,7 +265,7 @@ async fn each_event_arrives_signed_with_its_documented_payload() {
     assert_eq!(alarm["data"]["seq"], entry["seq"]);
 
     // Expired, with its ledger row and no reviewer.
-    let ulf = request_review(&app, "ulf").await;
+    let ulf = waiting(&app, "ulf").await.1;
     app.clock.advance(Duration::from_mins(16));
     let expired = receiver.event("review.expired", &ulf, wait).await;
     assert_eq!(expired["data"]["outcome"], "expired");
@@ -310,7 +302,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_sa
     app.add_user("uma", "Uma", PLAIN).await;
     app.add_user("ada", "Ada Admin", ADMIN).await;
     let started = Instant::now();
-    let uma = request_review(&app, "uma").await;
+    let uma = waiting(&app, "uma").await.1;
     let tries = receiver.wait_for(3, Duration::from_secs(15)).await;
     let statuses: Vec<u16> = tries.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 500, 200]);
@@ -355,7 +347,7 @@ async fn a_receiver_that_is_down_then_up_gets_the_event() {
     let url = format!("http://{addr}/hook");
     let app = spawn_app_with(&webhook(&url, &["review.requested"])).await;
     app.add_user("uma", "Uma", PLAIN).await;
-    let uma = request_review(&app, "uma").await;
+    let uma = waiting(&app, "uma").await.1;
     // Nobody listens: the first tries fail.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let receiver = Receiver::start_on(TcpListener::bind(addr).await.unwrap(), Mode::Ok);
@@ -457,7 +449,7 @@ async fn a_hanging_receiver_delays_neither_another_receiver_nor_a_decision() {
     app.sign_in(&reviewer, "rita", "authenticated").await;
 
     let started = Instant::now();
-    let uma = request_review(&app, "uma").await;
+    let uma = waiting(&app, "uma").await.1;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "sign-in took {:?}",

@@ -17,27 +17,14 @@ fn mismatch(note: &str) -> Value {
     json!({"outcome": "mismatch", "channel": "call", "code_confirmed": false, "note": note})
 }
 
-async fn waiting(app: &TestApp, username: &str) -> (Browser, String) {
-    let browser = app.client();
-    app.sign_in(&browser, username, "half_authenticated").await;
-    let (_, pending) = app.get_json(&browser, "/api/v1/pending").await;
-    (browser, pending["session_id"].as_str().unwrap().to_string())
-}
-
-async fn signed_in(app: &TestApp, username: &str) -> Browser {
-    let browser = app.client();
-    app.sign_in(&browser, username, "authenticated").await;
-    browser
-}
-
 #[tokio::test]
 async fn a_mismatch_is_recorded_like_a_denial_and_the_requester_hears_denied() {
     let app = spawn_app().await;
     let rita = app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("rob", "Rob Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let reviewer = signed_in(&app, "rita").await;
-    let other = signed_in(&app, "rob").await;
+    let reviewer = reviewer(&app, "rita").await;
+    let other = crate::helpers::reviewer(&app, "rob").await;
     let (uma, id) = waiting(&app, "uma").await;
     let mut status = app.socket(&uma, "/ws/pending?format=json").await;
     status.expect("status", SOON).await;
@@ -102,7 +89,7 @@ async fn a_mismatch_that_says_the_code_was_read_back_is_refused() {
     let app = spawn_app().await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let reviewer = signed_in(&app, "rita").await;
+    let reviewer = reviewer(&app, "rita").await;
     let (_, id) = waiting(&app, "uma").await;
     let (code, body) = app
         .post_json(
@@ -122,7 +109,7 @@ async fn a_locked_account_is_refused_until_user_unlock() {
     let app = spawn_app().await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let reviewer = signed_in(&app, "rita").await;
+    let reviewer = reviewer(&app, "rita").await;
     let (_, id) = waiting(&app, "uma").await;
     let (code, _) = app
         .post_json(
@@ -205,7 +192,7 @@ async fn with_lock_on_mismatch_off_the_account_stays_open() {
     let app = spawn_app_with("[peer_review]\nlock_on_mismatch = false\n").await;
     app.add_user("rita", "Rita Reviewer", EXEMPT_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let reviewer = signed_in(&app, "rita").await;
+    let reviewer = reviewer(&app, "rita").await;
     let (_, id) = waiting(&app, "uma").await;
     let (code, _) = app
         .post_json(
@@ -225,7 +212,7 @@ async fn the_admin_page_shows_a_mismatch_until_an_admin_acknowledges_it() {
     let app = spawn_app().await;
     let ada = app.add_user("ada", "Ada Admin", ADMIN_REVIEWER).await;
     app.add_user("uma", "Uma User", PLAIN).await;
-    let admin = signed_in(&app, "ada").await;
+    let admin = reviewer(&app, "ada").await;
     let (_, id) = waiting(&app, "uma").await;
     let (code, _) = app
         .post_json(
